@@ -1,0 +1,26 @@
+"""hyperproj: any network's weights as the seeded random projection of one small latent.
+
+Example:
+    >>> import torch, hyperproj
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    >>> hyper = hyperproj.reparametrize(net, latent_dim=100, seed=7)
+    >>> hyper(torch.zeros(1, 2)).shape
+    torch.Size([1, 3])
+"""
+
+from ._errors import HyperprojError
+from .init_rules import init_rule_names, register_init_rule
+from .model import HyperModel, reparametrize
+from .projection import projection_kinds, register_projection
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HyperModel",
+    "HyperprojError",
+    "init_rule_names",
+    "projection_kinds",
+    "register_init_rule",
+    "register_projection",
+    "reparametrize",
+]

@@ -1,0 +1,385 @@
+"""``HyperModel``: a module whose targeted weights are ``B z`` for one shared trainable latent.
+
+The HyperModel owns the single ``latent`` Parameter, the wrapped module with its targeted weights
+removed (its biases and other parameters stay its own, trainable), and a projection operator
+rebuilt from the seed. ``forward`` generates all weights with one projection call and runs the
+wrapped module through :func:`torch.func.functional_call` (see DESIGN.md for why this beats
+``torch.nn.utils.parametrize``).
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    >>> hyper = reparametrize(net, latent_dim=20, seed=7)
+    >>> hyper(torch.zeros(5, 2)).shape
+    torch.Size([5, 1])
+    >>> hyper.num_trainable  # 20 latent values + the two biases (16 + 1)
+    37
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import rng
+from ._errors import HyperprojError
+from .init_rules import RuleSpec, resolve_variances
+from .projection import DEFAULT_DENSE_CAP_BYTES, make_projection, resolve_kind
+from .targets import Pattern, select_targets
+
+__all__ = ["HyperModel", "reparametrize", "FORMAT_VERSION", "LATENT_SCALES"]
+
+#: Version of the configuration dict stored by ``get_extra_state`` and in exports.
+FORMAT_VERSION = 1
+
+#: Latent parameterisations: ``"paper"`` draws z0 ~ U(±1/n) as in the D'OH paper; ``"unit"``
+#: draws z0 ~ U(±√3) (unit variance) and folds the scale into ``B``. Same function class; with
+#: ``"unit"`` one learning rate works for every latent size (see docs/concepts.md).
+LATENT_SCALES = ("unit", "paper")
+
+_LATENT_STREAM = 0
+
+
+def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        rng_text = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise HyperprojError(
+            f"hyperproj.reparametrize: {name} must be an int {rng_text}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    if value < low or (high is not None and value >= high):
+        rng_text = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise HyperprojError(f"hyperproj.reparametrize: {name} must be an int {rng_text}, got {value}")
+    return value
+
+
+def initial_latent(latent_dim: int, seed: int, latent_scale: str) -> torch.Tensor:
+    """The initial latent ``z0`` (float32), regenerated from the seed on both ends of a file.
+
+    Example:
+        >>> z = initial_latent(1000, seed=0, latent_scale="paper")
+        >>> bool(z.abs().max() < 1 / 1000)
+        True
+    """
+    if latent_scale == "paper":
+        bound = 1.0 / latent_dim
+    elif latent_scale == "unit":
+        bound = math.sqrt(3.0)
+    else:
+        raise HyperprojError(
+            f"hyperproj.reparametrize: latent_scale must be one of {LATENT_SCALES}, "
+            f"got {latent_scale!r}"
+        )
+    return rng.uniform(seed, _LATENT_STREAM, 0, latent_dim, low=-bound, high=bound)
+
+
+class HyperModel(nn.Module):
+    """A wrapped module whose targeted weights are generated as ``B z`` from one latent.
+
+    Build it with :func:`reparametrize`. Attributes: ``latent`` (the Parameter), ``base`` (the
+    wrapped module without its targeted weights), ``projection`` (the operator ``B``),
+    ``target_names``, ``seed``.
+
+    Example:
+        >>> hyper = reparametrize(torch.nn.Linear(8, 4), latent_dim=10, seed=1)
+        >>> sorted(name for name, _ in hyper.named_parameters())
+        ['base.bias', 'latent']
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        latent_dim: int,
+        seed: int = 0,
+        *,
+        targets: Pattern | Iterable[Pattern] | None = None,
+        exclude: Pattern | Iterable[Pattern] | None = None,
+        init: RuleSpec | Mapping[str, RuleSpec] = "auto",
+        projection: str = "auto",
+        distribution: str = "uniform",
+        latent_scale: str = "unit",
+        latent_lr_scale: float = 1.0,
+        dense_cap_bytes: int = DEFAULT_DENSE_CAP_BYTES,
+        copy_base: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Module):
+            raise HyperprojError(
+                f"hyperproj.reparametrize: model must be an nn.Module, got {type(base).__name__}"
+            )
+        if isinstance(base, HyperModel):
+            raise HyperprojError("hyperproj.reparametrize: model is already a HyperModel")
+        latent_dim = _check_int(latent_dim, "latent_dim", 1)
+        seed = _check_int(seed, "seed", 0, 1 << 63)
+        if latent_scale not in LATENT_SCALES:
+            raise HyperprojError(
+                f"hyperproj.reparametrize: latent_scale must be one of {LATENT_SCALES}, "
+                f"got {latent_scale!r}"
+            )
+        base = copy.deepcopy(base) if copy_base else base
+
+        names = select_targets(base, targets, exclude)
+        rules = resolve_variances(base, names, init)
+        params = [base.get_parameter(n) for n in names]
+        shapes = [tuple(p.shape) for p in params]
+        sizes = [p.numel() for p in params]
+        total = sum(sizes)
+        if latent_dim > total:
+            warnings.warn(
+                f"hyperproj.reparametrize: latent_dim={latent_dim} exceeds the {total} projected "
+                "weights: the latent has more values than the weights it generates",
+                stacklevel=3,
+            )
+
+        z0 = initial_latent(latent_dim, seed, latent_scale)
+        z_norm = float(z0.double().norm())
+        scales = [math.sqrt(var) / z_norm for var, _ in rules]
+
+        # Aliases: tied parameters appear under several names; each alias gets the same tensor.
+        aliases: dict[str, list[str]] = {n: [] for n in names}
+        by_id = {id(p): n for n, p in zip(names, params)}
+        for full, p in base.named_parameters(remove_duplicate=False):
+            if id(p) in by_id:
+                aliases[by_id[id(p)]].append(full)
+        for full in (a for group in aliases.values() for a in group):
+            prefix, _, leaf = full.rpartition(".")
+            owner = base.get_submodule(prefix) if prefix else base
+            del owner._parameters[leaf]
+
+        self.base = base
+        self.seed = seed
+        self.latent_scale = latent_scale
+        self.latent_lr_scale = float(latent_lr_scale)
+        self.target_names = list(names)
+        self._aliases = aliases
+        self._shapes = shapes
+        self._rules = [label for _, label in rules]
+        self.latent = nn.Parameter(z0.to(device=params[0].device, dtype=params[0].dtype))
+        kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes)
+        self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
+        self.projection.to(device=params[0].device, dtype=params[0].dtype)
+        self._fingerprint: list[float] | None = None
+
+    # ------------------------------------------------------------------ generation and forward
+    @property
+    def latent_dim(self) -> int:
+        return self.projection.latent_dim
+
+    @property
+    def num_projected(self) -> int:
+        """``P``: how many weights the latent generates."""
+        return self.projection.num_outputs
+
+    @property
+    def num_trainable(self) -> int:
+        """Trainable values: the latent plus every untargeted trainable parameter."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Parameters of the plain model divided by trainable values of the HyperModel."""
+        return (self.num_projected + self.num_trainable - self.latent_dim) / self.num_trainable
+
+    def generate_weights(self, latent: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The generated weights ``{name: B_l z}`` (every alias of a tied weight included).
+
+        Example:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> hyper.generate_weights()["weight"].shape
+            torch.Size([2, 3])
+        """
+        z = self.latent if latent is None else latent
+        flat = self.projection(z)
+        out = {}
+        offsets = self.projection.offsets
+        for i, name in enumerate(self.target_names):
+            w = flat[..., offsets[i] : offsets[i + 1]].reshape(*flat.shape[:-1], *self._shapes[i])
+            for alias in self._aliases[name]:
+                out[alias] = w
+        return out
+
+    def forward(self, *args, **kwargs):
+        return torch.func.functional_call(self.base, self.generate_weights(), args, kwargs)
+
+    def call_with_latent(self, latent: torch.Tensor, *args, **kwargs):
+        """Run the wrapped module with weights generated from another ``latent``.
+
+        Composes with :func:`torch.func.vmap` to run several signals through one template.
+
+        Example:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> zs = torch.randn(5, 4)
+            >>> torch.func.vmap(lambda z: hyper.call_with_latent(z, torch.ones(3)))(zs).shape
+            torch.Size([5, 2])
+        """
+        return torch.func.functional_call(self.base, self.generate_weights(latent), args, kwargs)
+
+    def optimizer_param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Parameter groups for an optimizer: the latent at ``lr * latent_lr_scale``, the rest at ``lr``.
+
+        Used by :func:`hyperproj.fit`; handy for hand-written loops too.
+
+        Example:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> opt = torch.optim.Adam(hyper.optimizer_param_groups(1e-3))
+        """
+        others = [p for n, p in self.named_parameters() if n != "latent" and p.requires_grad]
+        groups = [{"params": [self.latent], "lr": lr * self.latent_lr_scale}]
+        if others:
+            groups.append({"params": others, "lr": lr})
+        return groups
+
+    # ------------------------------------------------------------------ export
+    @torch.no_grad()
+    def materialize(self) -> nn.Module:
+        """A plain copy of the wrapped module with dense weights ``B z`` (like PEFT's merge).
+
+        Example:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> plain = hyper.materialize()
+            >>> torch.allclose(plain(torch.ones(3)), hyper(torch.ones(3)))
+            True
+        """
+        plain = copy.deepcopy(self.base)
+        weights = self.generate_weights()
+        shared: dict[str, nn.Parameter] = {}
+        for name in self.target_names:
+            shared[name] = nn.Parameter(weights[name].detach().clone())
+            for alias in self._aliases[name]:
+                prefix, _, leaf = alias.rpartition(".")
+                owner = plain.get_submodule(prefix) if prefix else plain
+                owner.register_parameter(leaf, shared[name])
+        return plain
+
+    def fingerprint(self) -> list[float]:
+        """A few generated values of ``B`` (for ``z = 1``), stored in exports and checked on load."""
+        if self._fingerprint is None:
+            self._fingerprint = self.projection.fingerprint()
+        return list(self._fingerprint)
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild ``B`` (JSON-able): kinds, seed, versions, layer scales.
+
+        Example:
+            >>> cfg = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=5).config()
+            >>> cfg["seed"], cfg["latent_dim"], cfg["targets"][0]["name"]
+            (5, 4, 'weight')
+        """
+        return {
+            "format_version": FORMAT_VERSION,
+            "generator_version": rng.GENERATOR_VERSION,
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "projection": self.projection.kind,
+            "distribution": self.projection.distribution,
+            "latent_scale": self.latent_scale,
+            "targets": [
+                {"name": n, "shape": list(s), "scale": sc, "rule": r}
+                for n, s, sc, r in zip(
+                    self.target_names, self._shapes, self.projection.layer_scales, self._rules
+                )
+            ],
+            "fingerprint": self.fingerprint(),
+        }
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return self.config()
+
+    def set_extra_state(self, state: Any) -> None:
+        self.load_config(state)
+
+    def load_config(self, cfg: Mapping[str, Any]) -> None:
+        """Adopt a stored configuration (seed, kind, scales) and verify ``B``'s fingerprint.
+
+        Called by ``load_state_dict``. The targets' names and shapes must equal this model's.
+        """
+        where = "hyperproj HyperModel config"
+        if not isinstance(cfg, Mapping):
+            raise HyperprojError(f"{where}: expected a dict, got {type(cfg).__name__}")
+        try:
+            version = cfg["format_version"]
+            if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+                raise HyperprojError(
+                    f"{where}: format_version {version!r} is not supported (this hyperproj reads "
+                    f"1..{FORMAT_VERSION}); upgrade hyperproj"
+                )
+            if cfg["generator_version"] != rng.GENERATOR_VERSION:
+                raise HyperprojError(
+                    f"{where}: generator_version {cfg['generator_version']!r} differs from this "
+                    f"hyperproj's {rng.GENERATOR_VERSION}: B cannot be regenerated identically"
+                )
+            theirs = [(t["name"], tuple(t["shape"])) for t in cfg["targets"]]
+            ours = list(zip(self.target_names, self._shapes))
+            if theirs != ours:
+                raise HyperprojError(
+                    f"{where}: targets differ: stored {theirs}, this model has {ours}"
+                )
+            if cfg["latent_dim"] != self.latent_dim:
+                raise HyperprojError(
+                    f"{where}: latent_dim {cfg['latent_dim']} differs from this model's "
+                    f"{self.latent_dim}"
+                )
+            scales = [float(t["scale"]) for t in cfg["targets"]]
+            kind, seed, dist = cfg["projection"], cfg["seed"], cfg["distribution"]
+            latent_scale, stored_fp = cfg["latent_scale"], cfg.get("fingerprint")
+        except KeyError as err:
+            raise HyperprojError(f"{where}: missing field {err.args[0]!r}") from None
+        except TypeError as err:
+            raise HyperprojError(f"{where}: malformed field: {err}") from None
+        seed = _check_int(seed, "seed", 0, 1 << 63)
+        p = self.projection
+        if (kind, seed, dist, scales) != (p.kind, p.seed, p.distribution, p.layer_scales):
+            new = make_projection(kind, self.latent_dim, p.layer_sizes, scales, seed, dist)
+            self.projection = new.to(device=self.latent.device, dtype=self.latent.dtype)
+            self._fingerprint = None
+        self.seed = seed
+        self.latent_scale = latent_scale
+        if stored_fp is not None:
+            mine = self.fingerprint()
+            if [float(v) for v in stored_fp] != mine:
+                raise HyperprojError(
+                    f"{where}: fingerprint of B {list(stored_fp)} does not match the regenerated "
+                    f"{mine}: the file was written by a different generator or projection"
+                )
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        base = repr(self.base).replace("\n", "\n  ")
+        layers = ", ".join(self.target_names[:6]) + (
+            f", ... ({len(self.target_names)} layers)" if len(self.target_names) > 6 else ""
+        )
+        return (
+            f"HyperModel(latent_dim={self.latent_dim}, seed={self.seed}, "
+            f"projection={self.projection.kind}, latent_scale={self.latent_scale},\n"
+            f"  targets: {layers}\n"
+            f"  {self.num_projected:,} projected weights from {self.latent_dim:,} latent values; "
+            f"trainable {self.num_trainable:,} (compression ×{self.compression_ratio:.2f})\n"
+            f"  base: {base}\n)"
+        )
+
+
+def reparametrize(model: nn.Module, latent_dim: int, seed: int = 0, **options: Any) -> HyperModel:
+    """Wrap ``model`` so that every targeted weight is ``B_l z`` for one shared latent ``z``.
+
+    Args:
+        model: any ``nn.Module``. It is deep-copied (pass ``copy_base=False`` to adopt it).
+        latent_dim: ``n``, the size of the trainable latent.
+        seed: integer in ``[0, 2**63)``; ``B`` and ``z0`` are regenerated from it.
+        **options: ``targets`` / ``exclude`` (parameter-name patterns — exact, dotted suffix or
+            regex — or module types), ``init`` (rule name, ``{pattern: rule}``, callable, or
+            ``"auto"``), ``projection`` (``"auto"``, ``"dense"``, ``"streamed"``, ...),
+            ``distribution`` of ``B``'s entries, ``latent_scale`` (``"unit"`` or ``"paper"``),
+            ``latent_lr_scale``, ``dense_cap_bytes``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+        >>> hyper = reparametrize(net, latent_dim=50, seed=7, init="he")
+        >>> hyper(torch.randn(4, 2)).shape
+        torch.Size([4, 3])
+    """
+    return HyperModel(model, latent_dim, seed, **options)
