@@ -104,10 +104,16 @@ def hash_indices(seed: int, stream: int, index: torch.Tensor) -> torch.Tensor:
     if index.dtype != torch.int64:
         raise HyperprojError(f"hyperproj.rng.hash_indices: index must be int64, got {index.dtype}")
     key = _signed(_key(seed, stream))
-    x = (index + 1) * _signed(_GOLDEN) + key
-    x = (x ^ _lsr(x, 30)) * _signed(_M1)
-    x = (x ^ _lsr(x, 27)) * _signed(_M2)
-    return x ^ _lsr(x, 31)
+    # In-place ops keep the temporaries to two int64 tensors (this runs on large blocks).
+    x = index * _signed(_GOLDEN)
+    x += _signed((key + _GOLDEN) & _MASK64)
+    for shift, mult in ((30, _M1), (27, _M2), (31, None)):
+        t = x >> shift
+        t &= (1 << (64 - shift)) - 1
+        x ^= t
+        if mult is not None:
+            x *= _signed(mult)
+    return x
 
 
 def _indices(start: int, count: int, device) -> torch.Tensor:
