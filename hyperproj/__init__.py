@@ -10,14 +10,17 @@ Example:
 
 from ._errors import HyperprojError
 from .init_rules import init_rule_names, register_init_rule
+from .distill import DistillReport, distill
 from .model import HyperModel, reparametrize
 from .projection import projection_kinds, register_projection
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistillReport",
     "HyperModel",
     "HyperprojError",
+    "distill",
     "init_rule_names",
     "projection_kinds",
     "register_init_rule",

@@ -3,7 +3,10 @@
 Every operator is rebuilt from ``(kind, latent_dim, layer sizes, layer scales, seed,
 distribution)`` alone, and nothing random is ever saved. The rows of layer ``l`` are
 ``scale_l * R_l`` where ``R_l`` has zero-mean unit-variance i.i.d. entries from
-:mod:`hyperproj.rng`, stream ``1 + l``, index ``row * latent_dim + column``.
+:mod:`hyperproj.rng`, stream ``1 + l``, index ``column * rows_l + row`` (column-major). Column
+``j`` of ``R`` therefore does not depend on the latent size: the operator for latent size ``m <
+n`` is exactly the first ``m`` columns of the one for ``n`` (nested subspaces, so e.g. a
+least-squares residual can only fall as ``n`` grows).
 
 Kinds:
 
@@ -178,9 +181,12 @@ def _generate_rows(proj: Projection, start: int, stop: int, device=None) -> torc
         layer = _layer_of_row(proj.offsets, row)
         local = row - proj.offsets[layer]
         end = min(stop, proj.offsets[layer + 1], row + rows_per_block)
-        index = torch.arange(local * n, (local + end - row) * n, dtype=torch.int64, device=device)
+        layer_rows = proj.layer_sizes[layer]
+        r = torch.arange(local, local + end - row, dtype=torch.int64, device=device)
+        c = torch.arange(n, dtype=torch.int64, device=device)
+        index = r[:, None] + c[None, :] * layer_rows  # column-major: see the module docstring
         vals = rng.distribution_values(proj.seed, 1 + layer, index, proj.distribution)
-        out[row - start : end - start] = vals.view(end - row, n) * proj.layer_scales[layer]
+        out[row - start : end - start] = vals * proj.layer_scales[layer]
         row = end
     return out
 

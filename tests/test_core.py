@@ -180,7 +180,7 @@ def test_optimizer_sees_latent_plus_untargeted():
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0], losses[::10]
+    assert losses[-1] < 0.75 * losses[0], losses[::10]
     assert hyper.num_trainable == 64 + 8 + 8 + 8 + 5
 
 

@@ -1,0 +1,288 @@
+"""Project a trained network into the latent (least squares), then optionally fine-tune.
+
+This is the D'OH paper's Algorithm 1, made general: for a trained network with targeted weights
+``W_l``, find
+
+$$ z^* = \\arg\\min_z \\sum_l w_l \\, \\| B_l z - \\operatorname{vec}(W_l) \\|^2 $$
+
+over all targeted layers at once, copy the biases and every untargeted parameter, and (given a
+signal) fine-tune with :func:`hyperproj.fit`.
+
+Solvers:
+
+* ``"gram"`` (dense and streamed projections): accumulate the ``n × n`` Gram matrix
+  ``Σ w_l B_lᵀ B_l`` and ``Σ w_l B_lᵀ W_l`` block by block (``B`` is never held whole beyond
+  what the projection itself holds), then Cholesky. An ill-conditioned system (a square random
+  ``B`` is) is re-accumulated in float64 and solved with a tiny ridge. When ``n ≥ P`` the
+  minimum-norm solution is returned.
+* ``"cgls"`` (any projection, e.g. the structured ``fastfood``): conjugate gradients on the
+  normal equations using only the operator and its adjoint.
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    >>> hyper = distill(net, latent_dim=40, seed=0)
+    >>> sorted(hyper.distill_report.residuals)
+    ['0.weight', '2.weight']
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import HyperprojError
+from .model import HyperModel, reparametrize
+
+__all__ = ["distill", "DistillReport", "WEIGHTINGS"]
+
+WEIGHTINGS = ("relative", "none")
+
+# Rows of B per accumulation block: bounds the block to ~16M floats.
+_BLOCK_ELEMENTS = 1 << 24
+
+
+@dataclass
+class DistillReport:
+    """What :func:`distill` did: residuals per layer, the solve, and metrics when a signal is given."""
+
+    residuals: dict[str, float]
+    latent_norm: float
+    solve_seconds: float
+    solver: str
+    weighting: str
+    metrics_projected: dict[str, float] | None = None
+    metrics_finetuned: dict[str, float] | None = None
+    history: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [
+            f"distill: solver={self.solver}, weighting={self.weighting}, "
+            f"solve {self.solve_seconds:.2f} s, |z| = {self.latent_norm:.4g}"
+        ]
+        lines += [f"  {name:40s} relative residual {r:.4f}" for name, r in self.residuals.items()]
+        if self.metrics_projected is not None:
+            lines.append(f"  after projection: {self.metrics_projected}")
+        if self.metrics_finetuned is not None:
+            lines.append(f"  after fine-tuning: {self.metrics_finetuned}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _layer_weights(targets: list[torch.Tensor], weighting: str) -> list[float]:
+    if weighting == "none":
+        return [1.0] * len(targets)
+    if weighting == "relative":
+        out = []
+        for t in targets:
+            sq = float(t.pow(2).sum())
+            out.append(1.0 / sq if sq > 0 else 1.0)
+        return out
+    raise HyperprojError(f"hyperproj.distill: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
+def _row_blocks(proj, block_rows: int):
+    """(layer, global start, global stop) blocks that never cross a layer boundary."""
+    for layer in range(len(proj.layer_sizes)):
+        a, b = proj.offsets[layer], proj.offsets[layer + 1]
+        for start in range(a, b, block_rows):
+            yield layer, start, min(b, start + block_rows)
+
+
+def _gram_solve(proj, targets, lw, block_rows, dtype, ridge):
+    n = proj.latent_dim
+    gram = torch.zeros(n, n, dtype=dtype)
+    rhs = torch.zeros(n, dtype=dtype)
+    for layer, a, b in _row_blocks(proj, block_rows):
+        rows = proj.rows(a, b).to(dtype)
+        local = targets[layer][a - proj.offsets[layer] : b - proj.offsets[layer]].to(dtype)
+        gram.addmm_(rows.T, rows, alpha=lw[layer])
+        rhs.add_(rows.T @ local, alpha=lw[layer])
+    gram = gram.double()
+    rhs = rhs.double()
+    if ridge:
+        gram.diagonal().add_(ridge * float(gram.diagonal().mean()))
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:
+        return None, math.inf
+    diag = chol.diagonal()
+    cond = float((diag.max() / diag.min()) ** 2)
+    return torch.cholesky_solve(rhs[:, None], chol)[:, 0], cond
+
+
+def _min_norm_solve(proj, targets, lw, block_rows):
+    """n >= P: z = (DB)ᵀ ((DB)(DB)ᵀ)⁻¹ D W, with D = diag(sqrt(w_l))."""
+    rows = torch.cat(
+        [proj.rows(a, b).double() * math.sqrt(lw[layer]) for layer, a, b in _row_blocks(proj, block_rows)]
+    )
+    rhs = torch.cat([t.double() * math.sqrt(w) for t, w in zip(targets, lw)])
+    k = rows @ rows.T
+    chol, info = torch.linalg.cholesky_ex(k)
+    if int(info) == 0:
+        sol = torch.cholesky_solve(rhs[:, None], chol)[:, 0]
+    else:
+        sol = torch.linalg.lstsq(k, rhs[:, None]).solution[:, 0]
+    return rows.T @ sol
+
+
+def _cgls(proj, targets, lw, iters: int, tol: float):
+    """Conjugate gradients on the weighted normal equations with the operator and its adjoint."""
+    sqrt_w = torch.cat(
+        [torch.full((s,), math.sqrt(w), dtype=torch.float64) for s, w in zip(proj.layer_sizes, lw)]
+    )
+    target = torch.cat([t.double() for t in targets]) * sqrt_w
+    work = copy.deepcopy(proj).to(torch.float64)
+
+    def forward(z):
+        return work(z) * sqrt_w
+
+    def adjoint(r):
+        z = torch.zeros(proj.latent_dim, dtype=torch.float64, requires_grad=True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(work(z), z, grad_outputs=r * sqrt_w)
+        return g
+
+    z = torch.zeros(proj.latent_dim, dtype=torch.float64)
+    r = target.clone()
+    s = adjoint(r)
+    p = s.clone()
+    gamma = float(s @ s)
+    gamma0 = gamma
+    it = 0
+    for it in range(1, iters + 1):
+        q = forward(p)
+        alpha = gamma / float(q @ q)
+        z += alpha * p
+        r -= alpha * q
+        s = adjoint(r)
+        new_gamma = float(s @ s)
+        if new_gamma <= tol**2 * gamma0:
+            break
+        p = s + (new_gamma / gamma) * p
+        gamma = new_gamma
+    return z, it
+
+
+def distill(
+    pretrained: nn.Module,
+    latent_dim: int,
+    seed: int = 0,
+    *,
+    weighting: str = "relative",
+    init: Any = "match",
+    solver: str = "auto",
+    block_rows: int | None = None,
+    cg_iters: int = 500,
+    cg_tol: float = 1e-6,
+    signal: Any = None,
+    steps: int = 0,
+    lr: float | None = None,
+    progress: bool = False,
+    fit_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> HyperModel:
+    """Least-squares projection of ``pretrained`` into a latent of size ``latent_dim``.
+
+    Args:
+        pretrained: a trained module; it is not modified.
+        latent_dim, seed: as for :func:`hyperproj.reparametrize`.
+        weighting: ``"relative"`` (default: each layer's residual is measured relative to its
+            own norm, so small hidden SIREN weights are not drowned by a large first layer) or
+            ``"none"`` (plain least squares, as in the D'OH paper).
+        init: the init rule that sets ``B``'s per-layer scales; ``"match"`` (default) scales each
+            layer's rows to the trained weights' own spread.
+        solver: ``"auto"`` (Gram + Cholesky for projections with explicit rows, CGLS otherwise),
+            ``"gram"`` or ``"cgls"``.
+        block_rows: rows of ``B`` per accumulation block (memory knob; the solution does not
+            depend on it).
+        signal, steps, lr, progress, fit_options: when ``signal`` is given, the metric is
+            measured right after projection; when ``steps > 0`` the model is then fine-tuned with
+            :func:`hyperproj.fit`.
+        **options: passed to :func:`hyperproj.reparametrize` (``targets``, ``projection``, ...).
+
+    Returns:
+        The :class:`HyperModel`; its ``distill_report`` is a :class:`DistillReport`.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> hyper = distill(net, latent_dim=48, seed=1)   # 48 = every weight: exact fit
+        >>> hyper.distill_report.residuals["0.weight"] < 1e-4
+        True
+    """
+    if weighting not in WEIGHTINGS:
+        raise HyperprojError(f"hyperproj.distill: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if solver not in ("auto", "gram", "cgls"):
+        raise HyperprojError(f"hyperproj.distill: solver must be 'auto', 'gram' or 'cgls', got {solver!r}")
+    if not isinstance(pretrained, nn.Module) or isinstance(pretrained, HyperModel):
+        raise HyperprojError(
+            "hyperproj.distill: pretrained must be a plain trained nn.Module (not a HyperModel), "
+            f"got {type(pretrained).__name__}"
+        )
+    if steps and signal is None:
+        raise HyperprojError("hyperproj.distill: steps > 0 needs a signal to fine-tune on")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*exceeds the .* projected weights")
+        hyper = reparametrize(pretrained, latent_dim, seed, init=init, **options)
+    proj = hyper.projection
+    targets = [pretrained.get_parameter(n).detach().flatten().cpu() for n in hyper.target_names]
+    lw = _layer_weights(targets, weighting)
+    n, total = proj.latent_dim, proj.num_outputs
+    block = block_rows or max(1, _BLOCK_ELEMENTS // n)
+
+    has_rows = proj.kind in ("dense", "streamed")
+    chosen = solver if solver != "auto" else ("gram" if has_rows else "cgls")
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    if chosen == "gram":
+        if n >= total:
+            z = _min_norm_solve(proj, targets, lw, block)
+            chosen = "gram-min-norm"
+        else:
+            z, cond = _gram_solve(proj, targets, lw, block, torch.float32, ridge=0.0)
+            if z is None or cond > 1e5:
+                notes.append(
+                    f"float32 Gram ill-conditioned (cond ≈ {cond:.2g}); re-accumulated in float64 "
+                    "with ridge 1e-10"
+                )
+                z, cond = _gram_solve(proj, targets, lw, block, torch.float64, ridge=1e-10)
+                chosen = "gram-float64"
+                if z is None:
+                    raise HyperprojError(
+                        "hyperproj.distill: the Gram matrix is singular even with a ridge; "
+                        "try solver='cgls'"
+                    )
+    else:
+        z, it = _cgls(proj, targets, lw, cg_iters, cg_tol)
+        notes.append(f"CGLS: {it} iterations")
+    seconds = time.perf_counter() - t0
+
+    with torch.no_grad():
+        hyper.latent.copy_(z.to(hyper.latent.dtype))
+        gen = hyper.generate_weights()
+    residuals = {}
+    for name, t in zip(hyper.target_names, targets):
+        w = gen[name].detach().flatten().double().cpu()
+        denom = float(t.double().norm())
+        residuals[name] = float((w - t.double()).norm()) / (denom if denom > 0 else 1.0)
+
+    report = DistillReport(
+        residuals=residuals, latent_norm=float(z.norm()), solve_seconds=seconds, solver=chosen,
+        weighting=weighting, notes=notes,
+    )
+    if signal is not None:
+        report.metrics_projected = signal.evaluate(hyper)
+        if steps:
+            from .inr.fit import fit
+
+            report.history = fit(hyper, signal, steps, lr=lr, progress=progress, **dict(fit_options or {}))
+            report.metrics_finetuned = signal.evaluate(hyper)
+    hyper.distill_report = report
+    return hyper
