@@ -12,6 +12,7 @@ from ._errors import HyperprojError
 from .init_rules import init_rule_names, register_init_rule
 from .distill import DistillReport, distill
 from .model import HyperModel, reparametrize
+from . import _fastfood  # noqa: F401  (registers projection='fastfood')
 from .projection import projection_kinds, register_projection
 
 __version__ = "0.1.0"

@@ -158,6 +158,43 @@ DISTRIBUTIONS = {
 }
 
 
+# Large requests of the exact (integer-built) distributions go through a torch.compile'd kernel
+# that fuses the ~15 int64 passes into one: ~10x faster, bit-identical (a test checks), compiled
+# once per process. Set HYPERPROJ_COMPILE=0 to disable; any compile failure falls back to eager.
+_COMPILE_MIN_VALUES = 1 << 24
+_compiled_kernels: dict[str, object] = {}
+_compile_broken = False
+
+
+def _fused(distribution: str):
+    fn = _compiled_kernels.get(distribution)
+    if fn is None:
+        to_float = DISTRIBUTIONS[distribution]
+
+        def kernel(index: torch.Tensor, key: int) -> torch.Tensor:
+            x = index * _signed(_GOLDEN) + key
+            x = x ^ _lsr(x, 30)
+            x = x * _signed(_M1)
+            x = x ^ _lsr(x, 27)
+            x = x * _signed(_M2)
+            return to_float(x ^ _lsr(x, 31))
+
+        fn = torch.compile(kernel, dynamic=True)
+        _compiled_kernels[distribution] = fn
+    return fn
+
+
+def _use_compiled(index: torch.Tensor, distribution: str) -> bool:
+    import os
+
+    return (
+        not _compile_broken
+        and distribution in ("uniform", "rademacher")
+        and index.numel() >= _COMPILE_MIN_VALUES
+        and os.environ.get("HYPERPROJ_COMPILE", "1") != "0"
+    )
+
+
 def distribution_values(
     seed: int, stream: int, index: torch.Tensor, distribution: str = "uniform"
 ) -> torch.Tensor:
@@ -176,6 +213,15 @@ def distribution_values(
         raise HyperprojError(
             f"hyperproj.rng: unknown distribution {distribution!r}; known: {sorted(DISTRIBUTIONS)}"
         ) from None
+    global _compile_broken
+    if _use_compiled(index, distribution):
+        if index.dtype != torch.int64:
+            raise HyperprojError(f"hyperproj.rng: index must be int64, got {index.dtype}")
+        key = _signed((_key(seed, stream) + _GOLDEN) & _MASK64)
+        try:
+            return _fused(distribution)(index, key)
+        except Exception:  # no compiler, unsupported device, ...: eager gives the same values
+            _compile_broken = True
     return fn(hash_indices(seed, stream, index))
 
 

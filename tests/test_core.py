@@ -214,11 +214,11 @@ def test_streamed_equals_dense_forward_and_backward():
     torch.testing.assert_close(gs, gd, rtol=1e-4, atol=1e-5)
 
 
-def test_auto_switches_above_cap_and_says_so():
+def test_auto_switches_to_fastfood_above_cap():
     net = nn.Linear(100, 100)
-    with pytest.warns(UserWarning, match="dense projection would take"):
-        hyper = hyperproj.reparametrize(net, 1000, seed=0, dense_cap_bytes=1000)
-    assert hyper.projection.kind != "dense"
+    hyper = hyperproj.reparametrize(net, 1000, seed=0, dense_cap_bytes=1000)
+    assert hyper.projection.kind == "fastfood"
+    assert "projection=fastfood" in repr(hyper)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert hyperproj.reparametrize(net, 10, seed=0).projection.kind == "dense"

@@ -115,3 +115,13 @@ def test_bad_distribution_and_index_dtype():
         rng.distribution_values(0, 0, torch.arange(3), "cauchy")
     with pytest.raises(hyperproj.HyperprojError, match="int64"):
         rng.hash_indices(0, 0, torch.arange(3, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("dist", ["uniform", "rademacher"])
+def test_compiled_kernel_is_bit_identical(dist, monkeypatch):
+    idx = torch.arange(3 * 2**16 + 5) * 7919 + 12345
+    eager = rng.DISTRIBUTIONS[dist](rng.hash_indices(9, 4, idx))
+    monkeypatch.setattr(rng, "_COMPILE_MIN_VALUES", 1)
+    fused = rng.distribution_values(9, 4, idx, dist)
+    assert not rng._compile_broken
+    assert torch.equal(fused, eager)
