@@ -1,6 +1,6 @@
 """hyperproj: any network's weights as the seeded random projection of one small latent.
 
-Example:
+Examples:
     >>> import torch, hyperproj
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
     >>> hyper = hyperproj.reparametrize(net, latent_dim=100, seed=7)

@@ -15,7 +15,7 @@ The JSON document is compact (no spaces, keys sorted) and is deflated only when 
 Reading never executes code: JSON only, no pickle. Every malformed input raises
 :class:`~hyperproj.HyperprojError`.
 
-Example:
+Examples:
     >>> from hyperproj._container import write_container, read_container
     >>> blob = write_container({"seed": 7}, {"z": b"\\x01\\x02"})
     >>> read_container(blob)
@@ -115,7 +115,7 @@ def write_container(header: Mapping[str, Any], sections: Mapping[str, bytes]) ->
     bools, None). Section names are non-empty strings of at most 255 UTF-8 bytes; their order is
     kept.
 
-    Example:
+    Examples:
         >>> blob = write_container({"arch": "siren"}, {"latent": bytes(10)})
         >>> blob[:3], len(blob)
         (b'HPZ', 52)
@@ -173,7 +173,7 @@ def read_container(data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
     Checks, in order: size, magic, version (a newer version is refused with a clear message),
     CRC32, flags, meta and section table. Any failure raises :class:`~hyperproj.HyperprojError`.
 
-    Example:
+    Examples:
         >>> header, sections = read_container(write_container({"v": [1, 2]}, {"a": b"x"}))
         >>> header, sections
         ({'v': [1, 2]}, {'a': b'x'})

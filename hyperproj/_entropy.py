@@ -15,7 +15,7 @@ Three methods, all exact and deterministic on every platform:
 ``decode`` needs the symbol count and alphabet size (kept by the container's header) and the
 method. Malformed input raises :class:`~hyperproj.HyperprojError`, never another exception type.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from hyperproj._entropy import encode, decode
     >>> s = np.array([3, 1, 4, 1, 5, 9, 2, 6])
@@ -337,7 +337,7 @@ def encode(
     ``symbols`` may be a numpy array, a torch tensor or a sequence of ints (flattened in C order).
     The stream does not record the count or alphabet size: pass them to :func:`decode`.
 
-    Example:
+    Examples:
         >>> rng = np.random.default_rng(0)
         >>> s = np.clip(np.round(rng.normal(128, 20, 10000)), 0, 255).astype(np.int64)
         >>> len(encode(s, 256, "raw")), len(encode(s, 256, "rans"))  # entropy: 7944 bytes
@@ -363,7 +363,7 @@ def decode(data: bytes, count: int, alphabet_size: int, method: str = "rans") ->
     Raises :class:`~hyperproj.HyperprojError` if ``data`` is not a valid stream for these
     arguments (wrong length, corrupt, trailing bytes, symbols outside the alphabet).
 
-    Example:
+    Examples:
         >>> decode(encode([0, 2, 1], 3, "bzip2"), 3, 3, "bzip2").tolist()
         [0, 2, 1]
     """
@@ -391,7 +391,7 @@ def empirical_entropy_bits(symbols: np.ndarray | Sequence[int] | torch.Tensor) -
 
     A lower bound for any coder that uses a fixed i.i.d. model, ignoring the cost of the model.
 
-    Example:
+    Examples:
         >>> empirical_entropy_bits([0, 1, 0, 1])
         4.0
     """

@@ -11,7 +11,7 @@ class HyperprojError(ValueError):
     Messages name the module, parameter or field that was wrong, what was expected and what was
     found. It subclasses :class:`ValueError`, so ``except ValueError`` also catches it.
 
-    Example:
+    Examples:
         >>> import hyperproj
         >>> try:
         ...     hyperproj.reparametrize(torch.nn.Linear(2, 2), latent_dim=0, seed=0)

@@ -35,7 +35,7 @@ kind's streams ``1 + layer``, which stay far below ``2**32``)::
 Memory: four length-``K·d`` vectors (signs, ``G``, permutation and its inverse as int64) plus
 one length-``P`` output scale — about 0.45 MB for a 13k-weight SIREN at ``n = 13k``.
 
-Example:
+Examples:
     >>> from hyperproj._fastfood import FastfoodProjection
     >>> proj = FastfoodProjection(100, [3000, 40], [1.0, 0.5], seed=0)
     >>> z = torch.randn(100)
@@ -115,7 +115,7 @@ def hadamard_transform(x: torch.Tensor) -> torch.Tensor:
     ``hadamard_transform(hadamard_transform(x)) == d * x``. Uses the same Kronecker-factored
     matmuls as :class:`FastfoodProjection`; differentiable, works on any leading batch shape.
 
-    Example:
+    Examples:
         >>> hadamard_transform(torch.tensor([1.0, 0.0, 0.0, 0.0]))
         tensor([1., 1., 1., 1.])
         >>> x = torch.randn(3, 64)
@@ -151,13 +151,14 @@ class FastfoodProjection(Projection):
 
     Args:
         latent_dim: ``n``, the latent size (``>= 1``).
-        layer_sizes, layer_scales: output slice sizes and their per-layer scales.
+        layer_sizes: output slice size of each layer.
+        layer_scales: per-layer scale of those rows.
         seed: integer seed in ``[0, 2**63)``.
         distribution: the distribution of the diagonal ``G`` (``"uniform"``, ``"normal"`` or
             ``"rademacher"``; all zero-mean, unit-variance). Output variance is ``≈ ‖z‖²·scale²``
             for every choice, thanks to ``S = 1/‖g‖``.
 
-    Example:
+    Examples:
         >>> p = FastfoodProjection(10, [30, 7], [1.0, 2.0], seed=4)
         >>> torch.allclose(p(torch.eye(10)).T, p.rows(0, 37), atol=1e-5)
         True
@@ -237,7 +238,7 @@ class FastfoodProjection(Projection):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``V z`` for ``z`` of shape ``(..., n)``: returns ``(..., P)``.
 
-        Example:
+        Examples:
             >>> p = FastfoodProjection(5, [8], [1.0], seed=0)
             >>> p(torch.ones(2, 3, 5)).shape
             torch.Size([2, 3, 8])
@@ -262,7 +263,7 @@ class FastfoodProjection(Projection):
         Exact transpose of :meth:`forward` (``⟨V z, g⟩ = ⟨z, Vᵀ g⟩`` up to rounding); for
         iterative least-squares solvers. Differentiable.
 
-        Example:
+        Examples:
             >>> p = FastfoodProjection(6, [20], [1.0], seed=2)
             >>> z, g = torch.randn(6), torch.randn(20)
             >>> torch.allclose(p(z) @ g, z @ p.adjoint(g), rtol=1e-4, atol=1e-5)
@@ -287,7 +288,7 @@ class FastfoodProjection(Projection):
         Built by applying each touched block's transpose to unit vectors, in chunks; costs
         ``O((stop - start) · d log d)``.
 
-        Example:
+        Examples:
             >>> p = FastfoodProjection(4, [5, 3], [1.0, 3.0], seed=9)
             >>> p.rows(5, 8).shape
             torch.Size([3, 4])

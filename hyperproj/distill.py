@@ -18,7 +18,7 @@ Solvers:
 * ``"cgls"`` (any projection, e.g. the structured ``fastfood``): conjugate gradients on the
   normal equations using only the operator and its adjoint.
 
-Example:
+Examples:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     >>> hyper = distill(net, latent_dim=40, seed=0)
     >>> sorted(hyper.distill_report.residuals)
@@ -193,7 +193,8 @@ def distill(
 
     Args:
         pretrained: a trained module; it is not modified.
-        latent_dim, seed: as for :func:`hyperproj.reparametrize`.
+        latent_dim: size of the latent, as for :func:`hyperproj.reparametrize`.
+        seed: as for :func:`hyperproj.reparametrize`.
         weighting: ``"relative"`` (default: each layer's residual is measured relative to its
             own norm, so small hidden SIREN weights are not drowned by a large first layer) or
             ``"none"`` (plain least squares, as in the D'OH paper).
@@ -203,15 +204,18 @@ def distill(
             ``"gram"`` or ``"cgls"``.
         block_rows: rows of ``B`` per accumulation block (memory knob; the solution does not
             depend on it).
-        signal, steps, lr, progress, fit_options: when ``signal`` is given, the metric is
-            measured right after projection; when ``steps > 0`` the model is then fine-tuned with
-            :func:`hyperproj.fit`.
+        signal: when given, its metrics are measured right after projection (and after
+            fine-tuning).
+        steps: fine-tuning steps with :func:`hyperproj.fit` (needs ``signal``); 0 = none.
+        lr: fine-tuning learning rate (``fit``'s default when ``None``).
+        progress: show ``fit``'s progress bar.
+        fit_options: further keyword arguments for ``fit``.
         **options: passed to :func:`hyperproj.reparametrize` (``targets``, ``projection``, ...).
 
     Returns:
         The :class:`HyperModel`; its ``distill_report`` is a :class:`DistillReport`.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
         >>> hyper = distill(net, latent_dim=48, seed=1)   # 48 = every weight: exact fit
         >>> hyper.distill_report.residuals["0.weight"] < 1e-4

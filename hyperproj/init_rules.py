@@ -17,7 +17,7 @@ Built in: ``siren`` (and ``siren-doh``, the D'OH paper's hidden-layer variant), 
 A module may declare its own rule with an attribute ``hyperproj_init = {"rule": name, "role":
 ..., **options}``; ``init="auto"`` uses it and falls back to ``torch``.
 
-Example:
+Examples:
     >>> lin = torch.nn.Linear(10, 5)
     >>> ctx = InitContext(lin, "weight", "weight", lin.weight, role="hidden")
     >>> round(get_rule("torch")(ctx), 6)  # U(±1/sqrt(fan_in)) has variance 1/(3 fan_in)
@@ -72,7 +72,7 @@ _RULES: dict[str, InitRule] = {}
 def register_init_rule(name: str, *aliases: str) -> Callable[[InitRule], InitRule]:
     """Decorator registering ``fn(ctx) -> variance`` under ``name`` (and ``aliases``).
 
-    Example:
+    Examples:
         >>> @register_init_rule("tiny")
         ... def tiny(ctx):
         ...     return 1e-4
@@ -91,7 +91,7 @@ def register_init_rule(name: str, *aliases: str) -> Callable[[InitRule], InitRul
 def init_rule_names() -> list[str]:
     """All registered rule names (plus ``"auto"``, which is resolved per module).
 
-    Example:
+    Examples:
         >>> {"siren", "he", "xavier", "torch", "match"} <= set(init_rule_names())
         True
     """
@@ -101,7 +101,7 @@ def init_rule_names() -> list[str]:
 def get_rule(name: str) -> InitRule:
     """The rule registered under ``name``; unknown names raise with the list of known ones.
 
-    Example:
+    Examples:
         >>> get_rule("glorot") is get_rule("xavier")
         True
     """
@@ -116,7 +116,7 @@ def get_rule(name: str) -> InitRule:
 def fans(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
     """(fan_in, fan_out) with PyTorch's convention: dim 1 × receptive field, dim 0 × receptive.
 
-    Example:
+    Examples:
         >>> fans((16, 3, 3, 3))
         (27, 144)
     """
@@ -285,7 +285,7 @@ def resolve_variances(
     Roles default to position among the targets: the first target is ``"first"``, the last is
     ``"last"`` and the rest ``"hidden"``; a module's declared ``hyperproj_init`` role wins.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
         >>> [round(v, 5) for v, _ in resolve_variances(net, ["0.weight", "1.weight"], "xavier")]
         [0.16667, 0.2]

@@ -6,7 +6,7 @@ rebuilt from the seed. ``forward`` generates all weights with one projection cal
 wrapped module through :func:`torch.func.functional_call` (see DESIGN.md for why this beats
 ``torch.nn.utils.parametrize``).
 
-Example:
+Examples:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     >>> hyper = reparametrize(net, latent_dim=20, seed=7)
     >>> hyper(torch.zeros(5, 2)).shape
@@ -61,7 +61,7 @@ def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
 def initial_latent(latent_dim: int, seed: int, latent_scale: str) -> torch.Tensor:
     """The initial latent ``z0`` (float32), regenerated from the seed on both ends of a file.
 
-    Example:
+    Examples:
         >>> z = initial_latent(1000, seed=0, latent_scale="paper")
         >>> bool(z.abs().max() < 1 / 1000)
         True
@@ -85,7 +85,7 @@ class HyperModel(nn.Module):
     wrapped module without its targeted weights), ``projection`` (the operator ``B``),
     ``target_names``, ``seed``.
 
-    Example:
+    Examples:
         >>> hyper = reparametrize(torch.nn.Linear(8, 4), latent_dim=10, seed=1)
         >>> sorted(name for name, _ in hyper.named_parameters())
         ['base.bias', 'latent']
@@ -188,7 +188,7 @@ class HyperModel(nn.Module):
     def generate_weights(self, latent: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The generated weights ``{name: B_l z}`` (every alias of a tied weight included).
 
-        Example:
+        Examples:
             >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
             >>> hyper.generate_weights()["weight"].shape
             torch.Size([2, 3])
@@ -211,7 +211,7 @@ class HyperModel(nn.Module):
 
         Composes with :func:`torch.func.vmap` to run several signals through one template.
 
-        Example:
+        Examples:
             >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
             >>> zs = torch.randn(5, 4)
             >>> torch.func.vmap(lambda z: hyper.call_with_latent(z, torch.ones(3)))(zs).shape
@@ -224,7 +224,7 @@ class HyperModel(nn.Module):
 
         Used by :func:`hyperproj.fit`; handy for hand-written loops too.
 
-        Example:
+        Examples:
             >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
             >>> opt = torch.optim.Adam(hyper.optimizer_param_groups(1e-3))
         """
@@ -239,7 +239,7 @@ class HyperModel(nn.Module):
     def materialize(self) -> nn.Module:
         """A plain copy of the wrapped module with dense weights ``B z`` (like PEFT's merge).
 
-        Example:
+        Examples:
             >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
             >>> plain = hyper.materialize()
             >>> torch.allclose(plain(torch.ones(3)), hyper(torch.ones(3)))
@@ -265,7 +265,7 @@ class HyperModel(nn.Module):
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild ``B`` (JSON-able): kinds, seed, versions, layer scales.
 
-        Example:
+        Examples:
             >>> cfg = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=5).config()
             >>> cfg["seed"], cfg["latent_dim"], cfg["targets"][0]["name"]
             (5, 4, 'weight')
@@ -376,7 +376,7 @@ def reparametrize(model: nn.Module, latent_dim: int, seed: int = 0, **options: A
             ``distribution`` of ``B``'s entries, ``latent_scale`` (``"unit"`` or ``"paper"``),
             ``latent_lr_scale``, ``dense_cap_bytes``.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))
         >>> hyper = reparametrize(net, latent_dim=50, seed=7, init="he")
         >>> hyper(torch.randn(4, 2)).shape

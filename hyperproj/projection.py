@@ -20,7 +20,7 @@ Kinds:
 
 New kinds register with :func:`register_projection`.
 
-Example:
+Examples:
     >>> proj = make_projection("dense", latent_dim=8, layer_sizes=[6, 4], layer_scales=[1.0, 0.5],
     ...                        seed=0)
     >>> proj(torch.ones(8)).shape
@@ -61,7 +61,7 @@ _REGISTRY: dict[str, type[Projection]] = {}
 def register_projection(name: str) -> Callable[[type[Projection]], type[Projection]]:
     """Class decorator registering a :class:`Projection` subclass under ``name``.
 
-    Example:
+    Examples:
         >>> @register_projection("my-dense")
         ... class MyDense(DenseProjection):
         ...     pass
@@ -80,7 +80,7 @@ def register_projection(name: str) -> Callable[[type[Projection]], type[Projecti
 def projection_kinds() -> list[str]:
     """Names accepted by ``projection=`` (besides ``"auto"``).
 
-    Example:
+    Examples:
         >>> {"dense", "streamed"} <= set(projection_kinds())
         True
     """
@@ -197,7 +197,7 @@ def _generate_rows(proj: Projection, start: int, stop: int, device=None) -> torc
 class DenseProjection(Projection):
     """``B`` held as a ``(P, n)`` non-persistent buffer; ``forward`` is one matrix product.
 
-    Example:
+    Examples:
         >>> p = DenseProjection(4, [3], [1.0], seed=1)
         >>> torch.allclose(p(torch.eye(4)).T, p.rows(0, 3))
         True
@@ -256,7 +256,7 @@ class StreamedProjection(Projection):
 
     Memory is ``O(block_rows × n)``; each step pays the generator twice (forward, backward).
 
-    Example:
+    Examples:
         >>> s = StreamedProjection(5, [4, 3], [1.0, 2.0], seed=3)
         >>> d = DenseProjection(5, [4, 3], [1.0, 2.0], seed=3)
         >>> z = torch.randn(5)
@@ -296,7 +296,7 @@ def resolve_kind(kind: str, latent_dim: int, num_outputs: int,
     automatically (it regenerates ``B`` every step: 50–1,500× slower); choose it explicitly for
     exact dense-equivalent numbers without the memory.
 
-    Example:
+    Examples:
         >>> resolve_kind("auto", latent_dim=100, num_outputs=1000)
         'dense'
         >>> resolve_kind("auto", latent_dim=4000, num_outputs=13000)
@@ -332,7 +332,7 @@ def make_projection(
 ) -> Projection:
     """Build a registered projection by name.
 
-    Example:
+    Examples:
         >>> make_projection("streamed", 3, [2], [1.0], seed=0).kind
         'streamed'
     """

@@ -13,7 +13,7 @@ The reconstruction is a pure function of ``(symbols, QuantRange)``, computed in 
 multiply and one add per value and rounded once to float32, so encoder and decoder obtain the
 same float32 values bit for bit. ``min`` and ``max`` are float32 values, stored exactly.
 
-Example:
+Examples:
     >>> import torch
     >>> from hyperproj.quant import quantize, dequantize
     >>> x = torch.tensor([-1.0, 0.0, 0.5, 1.0])
@@ -78,7 +78,7 @@ class QuantRange:
     ``bits="float16"`` both are 0. Construction validates every field, so
     ``QuantRange(**dataclasses.asdict(r))`` is also the checked way back from JSON.
 
-    Example:
+    Examples:
         >>> r = QuantRange(bits=8, min=-1.0, max=1.0)
         >>> r.alphabet_size, round(r.step, 6)
         (256, 0.007843)
@@ -122,7 +122,7 @@ class QuantRange:
     def alphabet_size(self) -> int:
         """Number of possible symbols: ``2**bits`` (65536 for float16).
 
-        Example:
+        Examples:
             >>> QuantRange(bits=4, min=0.0, max=1.0).alphabet_size
             16
         """
@@ -132,7 +132,7 @@ class QuantRange:
     def step(self) -> float:
         """Quantization step ``(max - min) / (2**bits - 1)`` (NaN for float16).
 
-        Example:
+        Examples:
             >>> QuantRange(bits=2, min=0.0, max=3.0).step
             1.0
         """
@@ -143,7 +143,7 @@ class QuantRange:
     def to_bytes(self) -> bytes:
         """Serialize to 9 bytes: ``uint8 bits`` (0 = float16), ``float32 min``, ``float32 max``.
 
-        Example:
+        Examples:
             >>> len(QuantRange(bits=8, min=-1.0, max=1.0).to_bytes())
             9
         """
@@ -154,7 +154,7 @@ class QuantRange:
     def from_bytes(cls, data: bytes) -> QuantRange:
         """Inverse of :meth:`to_bytes`; raises :class:`HyperprojError` on malformed input.
 
-        Example:
+        Examples:
             >>> QuantRange.from_bytes(bytes([8]) + bytes(8))
             QuantRange(bits=8, min=0.0, max=0.0)
         """
@@ -205,7 +205,7 @@ def quantize(x: torch.Tensor, bits: Bits = 8) -> tuple[torch.Tensor, QuantRange]
     Returns:
         ``(symbols, qrange)``: an int64 tensor on the CPU with the shape of ``x``, and the range.
 
-    Example:
+    Examples:
         >>> q, r = quantize(torch.tensor([0.0, 1.0, 2.0, 3.0]), 2)
         >>> q.tolist(), (r.min, r.max)
         ([0, 1, 2, 3], (0.0, 3.0))
@@ -241,7 +241,7 @@ def dequantize(symbols: torch.Tensor, qrange: QuantRange) -> torch.Tensor:
 
     Accepts a torch tensor or a numpy array of integers in ``[0, qrange.alphabet_size)``.
 
-    Example:
+    Examples:
         >>> dequantize(torch.tensor([0, 1, 3]), QuantRange(bits=2, min=0.0, max=3.0)).tolist()
         [0.0, 1.0, 3.0]
     """
@@ -282,7 +282,7 @@ def fake_quantize(x: torch.Tensor, bits: Bits = 8) -> torch.Tensor:
     computation on ``x``'s device and dtype); the gradient flows to ``x`` unchanged. Use it for
     quantization-aware fine-tuning. The range is taken from ``x`` itself (not differentiated).
 
-    Example:
+    Examples:
         >>> x = torch.tensor([0.0, 0.4, 1.0], requires_grad=True)
         >>> y = fake_quantize(x, 2)
         >>> [round(v, 4) for v in y.tolist()]

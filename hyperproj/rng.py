@@ -16,7 +16,7 @@ by an ulp between devices or math libraries; their integer inputs are still iden
 ``GENERATOR_VERSION`` is written into every exported configuration and file; it changes whenever
 any value produced here would change.
 
-Example:
+Examples:
     >>> from hyperproj import rng
     >>> a = rng.uniform(seed=7, stream=0, start=0, count=6)
     >>> b = torch.cat([rng.uniform(7, 0, 0, 2), rng.uniform(7, 0, 2, 4)])
@@ -96,7 +96,7 @@ def hash_indices(seed: int, stream: int, index: torch.Tensor) -> torch.Tensor:
     ``hash_indices(seed, stream, i)`` is SplitMix64's output for state ``key(seed, stream) +
     (i + 1) * golden``: a pure function of its three arguments.
 
-    Example:
+    Examples:
         >>> bits = hash_indices(0, 0, torch.arange(3))
         >>> bits.dtype
         torch.int64
@@ -202,7 +202,7 @@ def distribution_values(
 
     ``distribution`` is one of ``"uniform"`` (U(-√3, √3)), ``"normal"`` or ``"rademacher"``.
 
-    Example:
+    Examples:
         >>> v = distribution_values(3, 1, torch.arange(10_000), "rademacher")
         >>> sorted(v.unique().tolist())
         [-1.0, 1.0]
@@ -233,7 +233,7 @@ def uniform(
 
     With the default bounds the values are exactly ``(2u + 1) / 2**24`` for 23-bit integers u.
 
-    Example:
+    Examples:
         >>> x = uniform(seed=1, stream=2, start=0, count=4, low=-1.0, high=1.0)
         >>> bool(((x > -1) & (x < 1)).all())
         True
@@ -249,7 +249,7 @@ def normal(
 ) -> torch.Tensor:
     """``count`` standard normal float32 values (Box–Muller on 2×23 hashed bits).
 
-    Example:
+    Examples:
         >>> x = normal(seed=0, stream=0, start=0, count=100_000)
         >>> abs(float(x.std()) - 1.0) < 0.02
         True
@@ -262,7 +262,7 @@ def rademacher(
 ) -> torch.Tensor:
     """``count`` float32 values in {-1, +1}, each with probability 1/2.
 
-    Example:
+    Examples:
         >>> rademacher(seed=0, stream=0, start=0, count=3).abs().tolist()
         [1.0, 1.0, 1.0]
     """

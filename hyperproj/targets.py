@@ -5,7 +5,7 @@ parameter name when it is equal to it, is a dotted suffix of it (``"weight"`` ma
 ``"net.0.weight"``), or ``re.fullmatch``-es it; a module type matches the floating parameters
 with two or more dimensions that modules of that type own directly.
 
-Example:
+Examples:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
     >>> select_targets(net)
     ['0.weight', '2.weight']
@@ -31,7 +31,7 @@ Pattern = str | type
 def name_matches(pattern: str, name: str) -> bool:
     """True when ``pattern`` selects the parameter ``name`` (exact, dotted suffix, or regex).
 
-    Example:
+    Examples:
         >>> name_matches("weight", "layers.0.weight"), name_matches(r"layers\\.\\d+\\.weight", "layers.3.weight")
         (True, True)
         >>> name_matches("eight", "layers.0.weight")
@@ -96,7 +96,7 @@ def select_targets(
     ``exclude`` must match at least one parameter, else :class:`HyperprojError` lists the
     candidates.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Linear(4, 1))
         >>> select_targets(net, targets=[torch.nn.Linear])
         ['0.weight', '1.weight']
