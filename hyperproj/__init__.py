@@ -10,6 +10,8 @@ Examples:
 
 from ._errors import HyperprojError
 from .init_rules import init_rule_names, register_init_rule
+from .inr import FitHistory, fit
+from .codec import CompressResult, compress, decompress
 from .distill import DistillReport, distill
 from .model import HyperModel, reparametrize
 from . import _fastfood  # noqa: F401  (registers projection='fastfood')
@@ -18,10 +20,15 @@ from .projection import projection_kinds, register_projection
 __version__ = "0.1.0"
 
 __all__ = [
+    "CompressResult",
     "DistillReport",
+    "FitHistory",
     "HyperModel",
     "HyperprojError",
+    "compress",
+    "decompress",
     "distill",
+    "fit",
     "init_rule_names",
     "projection_kinds",
     "register_init_rule",

@@ -41,7 +41,7 @@ from torch import nn
 from ._errors import HyperprojError
 from .model import HyperModel, reparametrize
 
-__all__ = ["distill", "DistillReport", "WEIGHTINGS"]
+__all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 
 WEIGHTINGS = ("relative", "none")
 
@@ -171,6 +171,90 @@ def _cgls(proj, targets, lw, iters: int, tol: float):
     return z, it
 
 
+def project_weights(
+    hyper: HyperModel,
+    weights: Mapping[str, torch.Tensor],
+    *,
+    weighting: str = "relative",
+    solver: str = "auto",
+    block_rows: int | None = None,
+    cg_iters: int = 500,
+    cg_tol: float = 1e-6,
+) -> DistillReport:
+    """Set ``hyper.latent`` to the least-squares fit of ``weights`` (``{target name: tensor}``).
+
+    The core of :func:`distill`, for an existing HyperModel: e.g. to warm-start a smaller latent
+    from a trained larger one (``project_weights(small, big.generate_weights())``). Untargeted
+    parameters are left alone. Arguments as for :func:`distill`.
+
+    Examples:
+        >>> big = hyperproj.reparametrize(torch.nn.Linear(6, 5), latent_dim=30, seed=0)
+        >>> small = hyperproj.reparametrize(torch.nn.Linear(6, 5), latent_dim=10, seed=0)
+        >>> rep = project_weights(small, big.generate_weights())
+        >>> 0 < rep.residuals["weight"] < 1
+        True
+    """
+    if weighting not in WEIGHTINGS:
+        raise HyperprojError(f"hyperproj.distill: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if solver not in ("auto", "gram", "cgls"):
+        raise HyperprojError(f"hyperproj.distill: solver must be 'auto', 'gram' or 'cgls', got {solver!r}")
+    missing = [n for n in hyper.target_names if n not in weights]
+    if missing:
+        raise HyperprojError(f"hyperproj.distill: no target weights given for {missing}")
+    targets = []
+    for name, shape in zip(hyper.target_names, hyper._shapes):
+        w = weights[name].detach()
+        if tuple(w.shape) != tuple(shape):
+            raise HyperprojError(
+                f"hyperproj.distill: weight {name!r} has shape {tuple(w.shape)}, expected {tuple(shape)}"
+            )
+        targets.append(w.flatten().cpu().float())
+    proj = hyper.projection
+    lw = _layer_weights(targets, weighting)
+    n, total = proj.latent_dim, proj.num_outputs
+    block = block_rows or max(1, _BLOCK_ELEMENTS // n)
+
+    has_rows = proj.kind in ("dense", "streamed")
+    chosen = solver if solver != "auto" else ("gram" if has_rows else "cgls")
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    if chosen == "gram":
+        if n >= total:
+            z = _min_norm_solve(proj, targets, lw, block)
+            chosen = "gram-min-norm"
+        else:
+            z, cond = _gram_solve(proj, targets, lw, block, torch.float32, ridge=0.0)
+            if z is None or cond > 1e5:
+                notes.append(
+                    f"float32 Gram ill-conditioned (cond ≈ {cond:.2g}); re-accumulated in float64 "
+                    "with ridge 1e-10"
+                )
+                z, cond = _gram_solve(proj, targets, lw, block, torch.float64, ridge=1e-10)
+                chosen = "gram-float64"
+                if z is None:
+                    raise HyperprojError(
+                        "hyperproj.distill: the Gram matrix is singular even with a ridge; "
+                        "try solver='cgls'"
+                    )
+    else:
+        z, it = _cgls(proj, targets, lw, cg_iters, cg_tol)
+        notes.append(f"CGLS: {it} iterations")
+    seconds = time.perf_counter() - t0
+
+    with torch.no_grad():
+        hyper.latent.copy_(z.to(hyper.latent.dtype))
+        gen = hyper.generate_weights()
+    residuals = {}
+    for name, t in zip(hyper.target_names, targets):
+        w = gen[name].detach().flatten().double().cpu()
+        denom = float(t.double().norm())
+        residuals[name] = float((w - t.double()).norm()) / (denom if denom > 0 else 1.0)
+    return DistillReport(
+        residuals=residuals, latent_norm=float(z.norm()), solve_seconds=seconds, solver=chosen,
+        weighting=weighting, notes=notes,
+    )
+
+
 def distill(
     pretrained: nn.Module,
     latent_dim: int,
@@ -221,10 +305,6 @@ def distill(
         >>> hyper.distill_report.residuals["0.weight"] < 1e-4
         True
     """
-    if weighting not in WEIGHTINGS:
-        raise HyperprojError(f"hyperproj.distill: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if solver not in ("auto", "gram", "cgls"):
-        raise HyperprojError(f"hyperproj.distill: solver must be 'auto', 'gram' or 'cgls', got {solver!r}")
     if not isinstance(pretrained, nn.Module) or isinstance(pretrained, HyperModel):
         raise HyperprojError(
             "hyperproj.distill: pretrained must be a plain trained nn.Module (not a HyperModel), "
@@ -235,51 +315,10 @@ def distill(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*exceeds the .* projected weights")
         hyper = reparametrize(pretrained, latent_dim, seed, init=init, **options)
-    proj = hyper.projection
-    targets = [pretrained.get_parameter(n).detach().flatten().cpu() for n in hyper.target_names]
-    lw = _layer_weights(targets, weighting)
-    n, total = proj.latent_dim, proj.num_outputs
-    block = block_rows or max(1, _BLOCK_ELEMENTS // n)
-
-    has_rows = proj.kind in ("dense", "streamed")
-    chosen = solver if solver != "auto" else ("gram" if has_rows else "cgls")
-    notes: list[str] = []
-    t0 = time.perf_counter()
-    if chosen == "gram":
-        if n >= total:
-            z = _min_norm_solve(proj, targets, lw, block)
-            chosen = "gram-min-norm"
-        else:
-            z, cond = _gram_solve(proj, targets, lw, block, torch.float32, ridge=0.0)
-            if z is None or cond > 1e5:
-                notes.append(
-                    f"float32 Gram ill-conditioned (cond ≈ {cond:.2g}); re-accumulated in float64 "
-                    "with ridge 1e-10"
-                )
-                z, cond = _gram_solve(proj, targets, lw, block, torch.float64, ridge=1e-10)
-                chosen = "gram-float64"
-                if z is None:
-                    raise HyperprojError(
-                        "hyperproj.distill: the Gram matrix is singular even with a ridge; "
-                        "try solver='cgls'"
-                    )
-    else:
-        z, it = _cgls(proj, targets, lw, cg_iters, cg_tol)
-        notes.append(f"CGLS: {it} iterations")
-    seconds = time.perf_counter() - t0
-
-    with torch.no_grad():
-        hyper.latent.copy_(z.to(hyper.latent.dtype))
-        gen = hyper.generate_weights()
-    residuals = {}
-    for name, t in zip(hyper.target_names, targets):
-        w = gen[name].detach().flatten().double().cpu()
-        denom = float(t.double().norm())
-        residuals[name] = float((w - t.double()).norm()) / (denom if denom > 0 else 1.0)
-
-    report = DistillReport(
-        residuals=residuals, latent_norm=float(z.norm()), solve_seconds=seconds, solver=chosen,
-        weighting=weighting, notes=notes,
+    targets = {n: pretrained.get_parameter(n) for n in hyper.target_names}
+    report = project_weights(
+        hyper, targets, weighting=weighting, solver=solver, block_rows=block_rows,
+        cg_iters=cg_iters, cg_tol=cg_tol,
     )
     if signal is not None:
         report.metrics_projected = signal.evaluate(hyper)

@@ -45,9 +45,9 @@ LATENT_SCALES = ("unit", "paper")
 _LATENT_STREAM = 0
 
 #: Learning-rate multiplier of a unit-scale latent relative to the other parameters. Measured
-#: (docs/concepts.md): Adam on a unit latent learns best at lr 1e-2–3e-2 for every latent size,
-#: while SIREN biases and plain weights want ~1e-4–1e-3; 100 pairs with fit's default lr 1e-4.
-DEFAULT_LATENT_LR_SCALE = 100.0
+#: (docs/concepts.md): Adam on a unit latent learns best at lr ~3e-2 for every latent size,
+#: while SIREN biases and plain weights want ~1e-3; 30 pairs with fit's default lr 1e-3.
+DEFAULT_LATENT_LR_SCALE = 30.0
 
 
 def _check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
@@ -382,7 +382,7 @@ def reparametrize(model: nn.Module, latent_dim: int, seed: int = 0, **options: A
             ``"auto"``), ``projection`` (``"auto"``, ``"dense"``, ``"streamed"``, ...),
             ``distribution`` of ``B``'s entries, ``latent_scale`` (``"unit"`` or ``"paper"``),
             ``latent_lr_scale`` (the latent's learning-rate multiplier in
-            :meth:`HyperModel.optimizer_param_groups`; default 100 for a unit latent, 1 for the
+            :meth:`HyperModel.optimizer_param_groups`; default 30 for a unit latent, 1 for the
             paper's), ``dense_cap_bytes``.
 
     Examples:

@@ -1,0 +1,49 @@
+"""Implicit neural representations: models, signals, metrics and the fitting loop.
+
+Examples:
+    >>> import hyperproj, skimage.data
+    >>> from hyperproj.inr import Siren, ImageSignal, fit
+    >>> signal = ImageSignal.from_array(skimage.data.astronaut()).resize(32)
+    >>> model = hyperproj.reparametrize(Siren(2, 32, 2, 3), latent_dim=500, seed=0)
+    >>> history = fit(model, signal, steps=20, lr=1e-3, progress=False)
+    >>> sorted(signal.evaluate(model))
+    ['mse', 'psnr', 'ssim']
+"""
+
+from .data import data_dir, find_audio, find_mesh
+from .fit import FitHistory, fit, make_optimizer, optimizer_names
+from .incode import Harmonizer, Incode, IncodeComposer
+from .metrics import iou, psnr, ssim
+from .models import MLP, FourierFeatures, SineLayer, Siren
+from .registry import build_model, model_names, model_spec, register_model
+from .signals import AudioSignal, ImageSignal, MetricSpec, OccupancySignal, Signal, grid_coords
+
+__all__ = [
+    "AudioSignal",
+    "FitHistory",
+    "FourierFeatures",
+    "Harmonizer",
+    "ImageSignal",
+    "Incode",
+    "IncodeComposer",
+    "MLP",
+    "MetricSpec",
+    "OccupancySignal",
+    "Signal",
+    "SineLayer",
+    "Siren",
+    "build_model",
+    "data_dir",
+    "find_audio",
+    "find_mesh",
+    "fit",
+    "grid_coords",
+    "iou",
+    "make_optimizer",
+    "model_names",
+    "model_spec",
+    "optimizer_names",
+    "psnr",
+    "register_model",
+    "ssim",
+]

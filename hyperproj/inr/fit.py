@@ -1,0 +1,378 @@
+"""The fitting loop: one signal, one model (plain module or ``HyperModel``), Adam by default.
+
+Hooks a model may offer (looked up on the model itself first, then on its submodules, so a
+wrapper such as ``HyperModel`` around an :class:`~hyperproj.inr.Incode` still finds them):
+
+- ``optimizer_param_groups(lr) -> list[dict]`` (root model only): parameter groups for the
+  optimizer instead of ``model.parameters()``; ``HyperModel`` uses it to give the latent its own
+  learning rate.
+- ``regularization_loss() -> Tensor``: added to the loss every step (INCODE's coefficient penalty).
+- ``set_signal(signal)`` with ``has_signal``: called before training when no signal is set yet
+  (INCODE's harmonizer input).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import HyperprojError
+from .signals import DEFAULT_CHUNK, MetricSpec, Signal
+
+__all__ = ["fit", "FitHistory", "make_optimizer", "optimizer_names"]
+
+
+@dataclass
+class FitHistory:
+    """What :func:`fit` saw, one entry per evaluation.
+
+    ``step`` (1-based step count), ``loss`` (mean training loss since the previous evaluation),
+    ``metric`` (the signal's main metric), ``seconds`` (training time so far, evaluations excluded),
+    ``metrics`` (every metric ``evaluate`` returned). ``best`` is ``(step, metric)`` of the state
+    ``fit`` restored.
+
+    Examples:
+        >>> h = FitHistory("psnr", True)
+        >>> _ = h.record(10, 0.01, {"psnr": 20.0}, 1.5); _ = h.record(20, 0.005, {"psnr": 23.0}, 3.0)
+        >>> h.best, h.final
+        ((20, 23.0), 23.0)
+    """
+
+    metric_name: str
+    higher_is_better: bool
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    best_index: int | None = None
+    stopped_early: bool = False
+
+    def record(self, step: int, loss: float, metrics: dict[str, float], seconds: float) -> bool:
+        """Append one evaluation; returns whether it is the best so far."""
+        value = float(metrics[self.metric_name])
+        self.step.append(step)
+        self.loss.append(loss)
+        self.metric.append(value)
+        self.seconds.append(seconds)
+        self.metrics.append(dict(metrics))
+        spec = MetricSpec(self.metric_name, self.higher_is_better)
+        old = None if self.best_index is None else self.metric[self.best_index]
+        if spec.better(value, old):
+            self.best_index = len(self.metric) - 1
+            return True
+        return False
+
+    @property
+    def best(self) -> tuple[int, float] | None:
+        """``(step, metric)`` of the best evaluation (``None`` before any)."""
+        if self.best_index is None:
+            return None
+        return self.step[self.best_index], self.metric[self.best_index]
+
+    @property
+    def final(self) -> float | None:
+        """Metric at the last evaluation."""
+        return self.metric[-1] if self.metric else None
+
+
+def _torch_optimizers() -> dict[str, type]:
+    found = {}
+    for name in dir(torch.optim):
+        obj = getattr(torch.optim, name)
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer:
+            found[name.lower()] = obj
+    return found
+
+
+def _extra_optimizers() -> dict[str, type]:
+    try:
+        import torch_optimizer
+    except ImportError:
+        return {}
+    found = {}
+    for name in dir(torch_optimizer):
+        obj = getattr(torch_optimizer, name)
+        if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
+            found.setdefault(name.lower(), obj)
+    return found
+
+
+def optimizer_names() -> list[str]:
+    """Optimizer names :func:`fit` accepts (``torch.optim`` first, then ``torch_optimizer``).
+
+    Examples:
+        >>> {"adam", "sgd", "lamb"} <= set(optimizer_names())
+        True
+    """
+    return sorted({**_extra_optimizers(), **_torch_optimizers()})
+
+
+def make_optimizer(name: str, params: Any, lr: float, **kwargs: Any) -> torch.optim.Optimizer:
+    """Optimizer by (case-insensitive) name from ``torch.optim`` or ``torch_optimizer``.
+
+    Examples:
+        >>> opt = make_optimizer("AdamW", [torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+        >>> type(opt).__name__
+        'AdamW'
+    """
+    key = str(name).lower()
+    table = {**_extra_optimizers(), **_torch_optimizers()}
+    if key not in table:
+        close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.6)
+        hint = f"; close matches: {close}" if close else ""
+        raise HyperprojError(
+            f"hyperproj.fit: unknown optimizer {name!r}{hint}. Expected a name from torch.optim or "
+            "torch_optimizer (see hyperproj.inr.optimizer_names()) or a torch.optim.Optimizer instance"
+        )
+    try:
+        return table[key](params, lr=lr, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise HyperprojError(f"hyperproj.fit: cannot build optimizer {name!r}: {err}") from None
+
+
+def _find_hook(model: nn.Module, name: str) -> tuple[nn.Module, Callable] | None:
+    for mod in model.modules():
+        fn = getattr(mod, name, None)
+        if callable(fn):
+            return mod, fn
+    return None
+
+
+def _make_scheduler(
+    scheduler: Any, optimizer: torch.optim.Optimizer, steps: int, final_lr_ratio: float
+) -> Any:
+    if scheduler is None:
+        return None
+    if isinstance(scheduler, str):
+        if scheduler == "exponential":
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: final_lr_ratio ** min(t / steps, 1.0))
+        if scheduler == "cosine":
+            return torch.optim.lr_scheduler.LambdaLR(
+                optimizer,
+                lambda t: final_lr_ratio + (1 - final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t / steps, 1.0))),
+            )
+        close = difflib.get_close_matches(scheduler, ["exponential", "cosine"], n=2)
+        raise HyperprojError(
+            f"hyperproj.fit: scheduler must be None, 'exponential', 'cosine', a torch LR scheduler or "
+            f"a callable(optimizer) -> scheduler; got {scheduler!r}" + (f" (did you mean {close}?)" if close else "")
+        )
+    if hasattr(scheduler, "step") and hasattr(scheduler, "optimizer"):
+        if scheduler.optimizer is not optimizer:
+            raise HyperprojError(
+                "hyperproj.fit: the scheduler instance was built for a different optimizer; pass "
+                "optimizer= the same instance, or a callable(optimizer) -> scheduler"
+            )
+        return scheduler
+    if callable(scheduler):
+        return scheduler(optimizer)
+    raise HyperprojError(f"hyperproj.fit: unsupported scheduler {scheduler!r}")
+
+
+def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise HyperprojError(f"hyperproj.fit: {name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+
+
+def fit(
+    model: nn.Module,
+    signal: Signal,
+    steps: int,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    optimizer: str | torch.optim.Optimizer = "adam",
+    scheduler: Any = None,
+    final_lr_ratio: float = 0.1,
+    progress: bool = True,
+    eval_every: int | None = None,
+    callback: Callable[[int, dict[str, float], nn.Module], Any] | None = None,
+    seed: int = 0,
+    time_budget: float | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    optimizer_kwargs: dict[str, Any] | None = None,
+    restore_best: bool = True,
+) -> FitHistory:
+    """Fit ``model`` to ``signal`` for ``steps`` optimizer steps; keep and restore the best state.
+
+    Args:
+        model: any ``nn.Module`` mapping ``signal.coords`` rows to ``signal.values`` rows, e.g. a
+            :class:`Siren` or ``hyperproj.reparametrize(Siren(...), ...)``.
+        signal: an :class:`ImageSignal`, :class:`AudioSignal`, :class:`OccupancySignal`, ...
+        steps: optimizer steps.
+        lr: learning rate (default 1e-3: measured best for SIREN at a few hundred to a few
+            thousand full-batch steps; a HyperModel's latent gets ``latent_lr_scale`` × this).
+        batch_size: rows per step drawn without replacement (reshuffled each epoch by a private
+            ``torch.Generator`` seeded with ``seed``); ``None`` = the whole signal every step,
+            computed in chunks of ``chunk_size`` rows whose gradients are accumulated (the same
+            gradient as one big pass, and faster on a CPU).
+        optimizer: name from ``torch.optim``/``torch_optimizer`` (case-insensitive) or an
+            optimizer instance (then ``lr`` and ``optimizer_kwargs`` are ignored).
+        scheduler: ``None``, ``"exponential"`` (lr × ``final_lr_ratio`` ** (t/steps)),
+            ``"cosine"`` (from lr down to lr × ``final_lr_ratio``), a torch LR scheduler built on
+            the given optimizer instance, or ``callable(optimizer) -> scheduler``. Stepped once
+            per step.
+        progress: show a tqdm bar with the live metric.
+        eval_every: evaluate (``signal.evaluate``) every this many steps and at the end; default
+            ``max(1, steps // 20)``.
+        callback: ``callback(step, metrics, model)`` after each evaluation; return ``True`` to stop.
+        seed: seeds the minibatch order (the global RNG is never touched).
+        time_budget: stop after this many seconds of training (evaluations not counted).
+        restore_best: load the best evaluated state at the end (default ``True``).
+
+    Returns:
+        :class:`FitHistory`.
+
+    Examples:
+        >>> from hyperproj.inr import Siren, ImageSignal, fit
+        >>> import skimage.data
+        >>> sig = ImageSignal.from_array(skimage.data.camera()).resize(32)
+        >>> hist = fit(Siren(2, 32, 2, 1), sig, steps=50, lr=1e-3, progress=False)
+        >>> hist.best[1] > 15
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise HyperprojError(f"hyperproj.fit: model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(signal, Signal):
+        raise HyperprojError(
+            f"hyperproj.fit: signal must be a hyperproj.inr Signal (ImageSignal, AudioSignal, "
+            f"OccupancySignal, ...), got {type(signal).__name__}"
+        )
+    _check_positive_int("steps", steps)
+    _check_positive_int("batch_size", batch_size, allow_none=True)
+    _check_positive_int("eval_every", eval_every, allow_none=True)
+    _check_positive_int("chunk_size", chunk_size)
+    if lr is None:
+        lr = 1e-3
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
+        raise HyperprojError(f"hyperproj.fit: lr must be a positive number, got {lr!r}")
+    if not (isinstance(final_lr_ratio, (int, float)) and 0 < final_lr_ratio <= 1):
+        raise HyperprojError(f"hyperproj.fit: final_lr_ratio must be in (0, 1], got {final_lr_ratio!r}")
+    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
+        raise HyperprojError(f"hyperproj.fit: time_budget must be a positive number of seconds or None, got {time_budget!r}")
+    if callback is not None and not callable(callback):
+        raise HyperprojError(f"hyperproj.fit: callback must be callable, got {callback!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise HyperprojError(f"hyperproj.fit: seed must be an int, got {seed!r}")
+    eval_every = eval_every or max(1, steps // 20)
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    coords, values = signal.coords.to(device), signal.values.to(device)
+    n = len(coords)
+
+    found = _find_hook(model, "set_signal")
+    if found is not None and not getattr(found[0], "has_signal", True):
+        found[1](signal)
+    found = _find_hook(model, "regularization_loss")
+    reg_fn = found[1] if found is not None else None
+
+    if isinstance(optimizer, torch.optim.Optimizer):
+        opt = optimizer
+    else:
+        groups_fn = getattr(model, "optimizer_param_groups", None)
+        params = groups_fn(lr) if callable(groups_fn) else [p for p in model.parameters() if p.requires_grad]
+        opt = make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
+    sched = _make_scheduler(scheduler, opt, steps, float(final_lr_ratio))
+
+    history = FitHistory(signal.metric.name, signal.metric.higher_is_better)
+    gen = torch.Generator().manual_seed(seed)
+    perm: torch.Tensor | None = None
+    cursor = n
+    best_state: dict[str, Any] | None = None
+    loss_sum = torch.zeros((), device=device)
+    loss_count = 0
+    train_seconds = 0.0
+    full_batch = batch_size is None or batch_size >= n
+    single_pass = full_batch and n <= chunk_size
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"fit {type(model).__name__}", leave=False)
+
+    model.train()
+    step = 0
+    t0 = time.perf_counter()
+    try:
+        while step < steps:
+            # ---- one optimizer step ----
+            opt.zero_grad(set_to_none=True)
+            if single_pass:
+                loss = signal.loss(model(coords), values)
+                if reg_fn is not None:
+                    loss = loss + reg_fn()
+                loss.backward()
+            elif full_batch:
+                loss = torch.zeros((), device=device)
+                for s in range(0, n, chunk_size):
+                    part = signal.loss(model(coords[s : s + chunk_size]), values[s : s + chunk_size])
+                    part = part * (min(chunk_size, n - s) / n)
+                    if s + chunk_size >= n and reg_fn is not None:
+                        part = part + reg_fn()
+                    part.backward()
+                    loss = loss + part.detach()
+            else:
+                if cursor + batch_size > n:  # type: ignore[operator]
+                    perm = torch.randperm(n, generator=gen).to(device)
+                    cursor = 0
+                idx = perm[cursor : cursor + batch_size]  # type: ignore[index, operator]
+                cursor += batch_size  # type: ignore[operator]
+                loss = signal.loss(model(coords[idx]), values[idx])
+                if reg_fn is not None:
+                    loss = loss + reg_fn()
+                loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.detach()
+            loss_count += 1
+            step += 1
+
+            # ---- bookkeeping ----
+            elapsed = train_seconds + time.perf_counter() - t0
+            out_of_time = time_budget is not None and elapsed >= time_budget
+            if step % eval_every == 0 or step == steps or out_of_time:
+                train_seconds = elapsed
+                mean_loss = float(loss_sum) / loss_count
+                if not math.isfinite(mean_loss):
+                    raise HyperprojError(
+                        f"hyperproj.fit: the loss became {mean_loss} at step {step}; lower lr (now {lr})"
+                    )
+                metrics = signal.evaluate(model)
+                model.train()
+                if history.record(step, mean_loss, metrics, train_seconds) and restore_best:
+                    best_state = _snapshot(model)
+                loss_sum.zero_()
+                loss_count = 0
+                if bar is not None:
+                    bar.set_postfix({history.metric_name: f"{history.metric[-1]:.4g}", "loss": f"{mean_loss:.3g}"})
+                stop = callback is not None and callback(step, metrics, model) is True
+                if stop or out_of_time:
+                    history.stopped_early = step < steps
+                    break
+                t0 = time.perf_counter()
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if best_state is not None and history.best_index != len(history.metric) - 1:
+        model.load_state_dict(best_state)
+    return history
+
+
+def _snapshot(model: nn.Module) -> dict[str, Any]:
+    return {
+        k: (v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+        for k, v in model.state_dict().items()
+    }

@@ -1,0 +1,267 @@
+"""Coordinate networks: :class:`Siren`, :class:`MLP` and the :class:`FourierFeatures` encoding.
+
+Each ``nn.Linear`` inside declares how it was initialised in an attribute ``hyperproj_init``
+(``{"rule": ..., "role": "first"|"hidden"|"last", ...}``); ``hyperproj.reparametrize(...,
+init="auto")`` reads it so the projected weights start with the same variance.
+
+Layer count convention (as in the SIREN reference code): one first layer, ``hidden_layers``
+hidden layers, one last layer — ``hidden_layers + 2`` linear layers in all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._errors import HyperprojError
+from .registry import register_model
+
+__all__ = ["FourierFeatures", "SineLayer", "Siren", "MLP"]
+
+
+def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HyperprojError(f"hyperproj.inr.{owner}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_float(owner: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise HyperprojError(f"hyperproj.inr.{owner}: {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+@register_model("fourier-features")
+class FourierFeatures(nn.Module):
+    """NeRF-style positional encoding ``[x, sin(2^k π x), cos(2^k π x)]`` for ``k < num_frequencies``.
+
+    No trainable parameters. ``out_features = in_features * (include_input + 2 * num_frequencies)``.
+    Output order: the input (if kept), then for each frequency ``sin`` of every coordinate followed
+    by ``cos`` of every coordinate.
+
+    Examples:
+        >>> enc = FourierFeatures(2, num_frequencies=4)
+        >>> enc.out_features, enc(torch.zeros(5, 2)).shape
+        (18, torch.Size([5, 18]))
+        >>> model = torch.nn.Sequential(enc, torch.nn.Linear(enc.out_features, 3))
+    """
+
+    def __init__(self, in_features: int, num_frequencies: int, include_input: bool = True):
+        super().__init__()
+        _check_int("FourierFeatures", "in_features", in_features, 1)
+        _check_int("FourierFeatures", "num_frequencies", num_frequencies, 0)
+        self.config = {
+            "in_features": in_features,
+            "num_frequencies": num_frequencies,
+            "include_input": bool(include_input),
+        }
+        self.in_features = in_features
+        self.num_frequencies = num_frequencies
+        self.include_input = bool(include_input)
+        self.out_features = in_features * (int(self.include_input) + 2 * num_frequencies)
+        if self.out_features == 0:
+            raise HyperprojError(
+                "hyperproj.inr.FourierFeatures: num_frequencies=0 with include_input=False has no output"
+            )
+        freqs = math.pi * 2.0 ** torch.arange(num_frequencies, dtype=torch.float32)
+        self.register_buffer("frequencies", freqs, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = [x] if self.include_input else []
+        if self.num_frequencies:
+            arg = (x.unsqueeze(-2) * self.frequencies.to(x.dtype).unsqueeze(-1)).flatten(-2)
+            # arg: (..., L * in) in frequency-major order; interleave sin/cos per frequency.
+            s, c = torch.sin(arg), torch.cos(arg)
+            shape = (*x.shape[:-1], self.num_frequencies, self.in_features)
+            parts.append(torch.stack([s.view(shape), c.view(shape)], dim=-2).flatten(-3))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_frequencies={self.num_frequencies}, include_input={self.include_input}"
+
+
+class SineLayer(nn.Module):
+    """``sin(omega * (W x + b))`` with SIREN's initialisation for its ``role``.
+
+    Weights: first layer U(±1/fan_in); hidden and last U(±sqrt(6/fan_in)/omega). The bias keeps
+    ``nn.Linear``'s default U(±1/sqrt(fan_in)), as in the SIREN reference code.
+
+    Examples:
+        >>> layer = SineLayer(2, 8, omega=30.0, role="first")
+        >>> layer.linear.hyperproj_init
+        {'rule': 'siren', 'role': 'first', 'omega': 30.0}
+    """
+
+    def __init__(self, in_features: int, out_features: int, omega: float, role: str):
+        super().__init__()
+        self.omega = float(omega)
+        self.linear = nn.Linear(in_features, out_features)
+        siren_init_(self.linear, role, self.omega)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(self.omega * self.linear(x))
+
+    def extra_repr(self) -> str:
+        return f"omega={self.omega}"
+
+
+def siren_init_(linear: nn.Linear, role: str, omega: float) -> None:
+    """Initialise ``linear.weight`` as SIREN does for ``role`` and declare it in ``hyperproj_init``.
+
+    Examples:
+        >>> lin = torch.nn.Linear(40, 40)
+        >>> siren_init_(lin, "hidden", 30.0)
+        >>> bool(lin.weight.abs().max() <= (6 / 40) ** 0.5 / 30)
+        True
+    """
+    fan_in = linear.in_features
+    bound = 1.0 / fan_in if role == "first" else math.sqrt(6.0 / fan_in) / omega
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound)
+    linear.hyperproj_init = {"rule": "siren", "role": role, "omega": float(omega)}
+
+
+def _encoding(owner: str, in_features: int, fourier_features: int) -> tuple[nn.Module | None, int]:
+    _check_int(owner, "fourier_features", fourier_features, 0)
+    if fourier_features == 0:
+        return None, in_features
+    enc = FourierFeatures(in_features, fourier_features)
+    return enc, enc.out_features
+
+
+@register_model("siren")
+class Siren(nn.Module):
+    """SIREN (Sitzmann et al. 2020): sine layers with frequency ``omega``, linear output.
+
+    Structure: first sine layer (``first_omega``), ``hidden_layers`` hidden sine layers
+    (``hidden_omega``), then a last layer — linear if ``outermost_linear`` else a sine layer.
+    Weight init as in the SIREN code (first U(±1/fan_in), others U(±sqrt(6/fan_in)/ω)); biases keep
+    ``nn.Linear``'s default U(±1/sqrt(fan_in)). ``fourier_features=L > 0`` prepends a
+    :class:`FourierFeatures` encoding with ``L`` frequencies.
+
+    Examples:
+        >>> import hyperproj
+        >>> net = Siren(2, 40, 9, 3)               # D'OH's image target: 15,003 parameters
+        >>> sum(p.numel() for p in net.parameters())
+        15003
+        >>> net(torch.zeros(4, 2)).shape
+        torch.Size([4, 3])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        hidden_layers: int,
+        out_features: int,
+        first_omega: float = 30.0,
+        hidden_omega: float = 30.0,
+        outermost_linear: bool = True,
+        fourier_features: int = 0,
+    ):
+        super().__init__()
+        _check_int("Siren", "in_features", in_features, 1)
+        _check_int("Siren", "hidden_features", hidden_features, 1)
+        _check_int("Siren", "hidden_layers", hidden_layers, 0)
+        _check_int("Siren", "out_features", out_features, 1)
+        first_omega = _check_float("Siren", "first_omega", first_omega)
+        hidden_omega = _check_float("Siren", "hidden_omega", hidden_omega)
+        self.config = {
+            "in_features": in_features,
+            "hidden_features": hidden_features,
+            "hidden_layers": hidden_layers,
+            "out_features": out_features,
+            "first_omega": first_omega,
+            "hidden_omega": hidden_omega,
+            "outermost_linear": bool(outermost_linear),
+            "fourier_features": fourier_features,
+        }
+        self.encoding, width_in = _encoding("Siren", in_features, fourier_features)
+        layers: list[nn.Module] = [SineLayer(width_in, hidden_features, first_omega, "first")]
+        layers += [SineLayer(hidden_features, hidden_features, hidden_omega, "hidden") for _ in range(hidden_layers)]
+        if outermost_linear:
+            last = nn.Linear(hidden_features, out_features)
+            siren_init_(last, "last", hidden_omega)
+            layers.append(last)
+        else:
+            layers.append(SineLayer(hidden_features, out_features, hidden_omega, "last"))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if self.encoding is not None:
+            coords = self.encoding(coords)
+        return self.net(coords)
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@register_model("mlp")
+class MLP(nn.Module):
+    """Baseline MLP with ReLU/GELU/SiLU/tanh activations and optional Fourier features.
+
+    ``init="torch"`` keeps ``nn.Linear``'s default (declared as rule ``"torch"``); ``init="he"``
+    draws Kaiming-uniform weights for the activation (declared as rule ``"he"``). Biases keep the
+    ``nn.Linear`` default either way. Layer count as in :class:`Siren`.
+
+    Examples:
+        >>> net = MLP(2, 64, 2, 3, activation="relu", fourier_features=6)
+        >>> net.net[0].hyperproj_init["rule"], net(torch.zeros(1, 2)).shape
+        ('torch', torch.Size([1, 3]))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_features: int,
+        hidden_layers: int,
+        out_features: int,
+        activation: str = "relu",
+        fourier_features: int = 0,
+        init: str = "torch",
+    ):
+        super().__init__()
+        _check_int("MLP", "in_features", in_features, 1)
+        _check_int("MLP", "hidden_features", hidden_features, 1)
+        _check_int("MLP", "hidden_layers", hidden_layers, 0)
+        _check_int("MLP", "out_features", out_features, 1)
+        if activation not in _ACTIVATIONS:
+            raise HyperprojError(
+                f"hyperproj.inr.MLP: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
+            )
+        if init not in ("torch", "he"):
+            raise HyperprojError(f"hyperproj.inr.MLP: init must be 'torch' or 'he', got {init!r}")
+        self.config = {
+            "in_features": in_features,
+            "hidden_features": hidden_features,
+            "hidden_layers": hidden_layers,
+            "out_features": out_features,
+            "activation": activation,
+            "fourier_features": fourier_features,
+            "init": init,
+        }
+        self.encoding, width = _encoding("MLP", in_features, fourier_features)
+        widths = [width] + [hidden_features] * (hidden_layers + 1) + [out_features]
+        layers: list[nn.Module] = []
+        n = len(widths) - 1
+        nonlinearity = activation if activation in ("relu", "tanh") else "relu"
+        for i in range(n):
+            lin = nn.Linear(widths[i], widths[i + 1])
+            role = "first" if i == 0 else ("last" if i == n - 1 else "hidden")
+            if init == "he":
+                nn.init.kaiming_uniform_(lin.weight, nonlinearity=nonlinearity)
+                lin.hyperproj_init = {"rule": "he", "role": role, "nonlinearity": nonlinearity}
+            else:
+                lin.hyperproj_init = {"rule": "torch", "role": role}
+            layers.append(lin)
+            if i < n - 1:
+                layers.append(_ACTIVATIONS[activation]())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if self.encoding is not None:
+            coords = self.encoding(coords)
+        return self.net(coords)

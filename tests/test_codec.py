@@ -1,0 +1,194 @@
+"""The .hpz codec: bit-exact round trips, the bpp guarantee, decoder fuzzing, version checks, CLI."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import hyperproj
+from hyperproj import codec, rng
+from hyperproj._container import read_container, write_container
+from hyperproj.inr import ImageSignal, Siren
+
+
+def _small_hyper(seed=0, n=120, kind="dense", ff=0, **kw):
+    net = Siren(2, 16, 2, 3, fourier_features=ff)
+    return hyperproj.reparametrize(net, n, seed, projection=kind, **kw)
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    import skimage.data
+
+    return ImageSignal.from_array(skimage.data.astronaut()).crop(180, 190, 64, 64).resize(32)
+
+
+@pytest.fixture(scope="module")
+def trained_file(astronaut):
+    torch.manual_seed(0)
+    res = codec.compress(astronaut, bpp=6.0, model=Siren(2, 16, 2, 3), steps=40, qat_steps=10,
+                         lr=1e-3, progress=False, fit_options={"eval_every": 10})
+    return res
+
+
+def test_roundtrip_bit_exact_dense_and_streamed():
+    x = torch.rand(257, 2) * 2 - 1
+    for kind in ("dense", "streamed"):
+        hyper = _small_hyper(kind=kind)
+        with torch.no_grad():  # make biases non-trivial
+            for _, p in codec._untargeted(hyper):
+                p.add_(torch.randn_like(p) * 0.1)
+        for bits, bias_bits in ((8, 10), (6, "float16"), (12, 16)):
+            blob = codec.encode(hyper, bits=bits, bias_bits=bias_bits)
+            back = codec.decode(blob)
+            q = codec.quantize(hyper, bits=bits, bias_bits=bias_bits)
+            assert torch.equal(back(x), q(x)), (kind, bits, bias_bits)
+            assert back.projection.kind == kind
+
+
+@pytest.mark.parametrize("method", ["rans", "bzip2", "raw"])
+def test_methods_roundtrip(method):
+    hyper = _small_hyper(seed=5)
+    blob = codec.encode(hyper, method=method)
+    x = torch.rand(10, 2)
+    assert torch.equal(codec.decode(blob)(x), codec.quantize(hyper)(x))
+    assert codec.info(blob)["header"]["method"] == method
+
+
+def test_stored_scales_for_data_dependent_init():
+    net = Siren(2, 16, 1, 3)
+    hyper = hyperproj.reparametrize(net, 50, 1, init="match")
+    blob = codec.encode(hyper)
+    assert codec.info(blob)["header"]["stored_scales"]
+    x = torch.rand(9, 2)
+    assert torch.equal(codec.decode(blob)(x), codec.quantize(hyper)(x))
+
+
+def test_compress_file_decompress_bit_exact_and_bpp_guarantee(trained_file, astronaut, tmp_path):
+    res = trained_file
+    assert res.report["bpp"] <= 6.0
+    assert len(res.data) <= res.report["budget_bytes"] == int(6.0 * 32 * 32) // 8
+    path = res.save(tmp_path / "a.hpz")
+    back = codec.decompress(path)
+    assert torch.equal(back(astronaut.coords), res.model(astronaut.coords))
+    assert codec.render(back).size == (32, 32)
+    assert res.report["psnr"] == pytest.approx(astronaut.evaluate(back)["psnr"])
+    assert res.report["psnr"] > 10
+
+
+def test_bpp_guarantee_tight_budget(astronaut):
+    # a budget where the entropy estimate is tight: the loop must still end under budget
+    res = codec.compress(astronaut, bpp=4.0, model=Siren(2, 16, 2, 3), steps=5, qat_steps=0,
+                         progress=False, fit_options={"eval_every": 5})
+    assert res.report["bpp"] <= 4.0
+    assert len(res.data) <= 4.0 * 32 * 32 / 8
+
+
+def test_budget_too_small_is_a_clear_error(astronaut):
+    with pytest.raises(hyperproj.HyperprojError, match="cannot hold even the header"):
+        codec.compress(astronaut, bpp=0.01, steps=1, progress=False)
+
+
+def test_info_breakdown(trained_file):
+    rep = codec.info(trained_file.data)
+    assert rep["bytes"] == len(trained_file.data)
+    assert rep["header_bytes"] + rep["range_bytes"] + rep["latent_bytes"] + rep["param_bytes"] == rep["bytes"]
+    assert rep["latent_count"] == trained_file.report["latent_dim"]
+    assert rep["header"]["signal"] == {"i": [32, 32, 3]}
+    # rans is never worse than raw packing + its 1-byte model id
+    assert rep["latent_bytes"] <= rep["raw_bytes"]["latent"] + 1
+
+
+def test_decoder_fuzz_only_hyperproj_errors(trained_file):
+    data = trained_file.data
+    r = random.Random(0)
+    cases = [data[:k] for k in range(0, len(data), max(1, len(data) // 40))]
+    for _ in range(60):
+        b = bytearray(data)
+        i = r.randrange(len(b))
+        b[i] ^= 1 << r.randrange(8)
+        cases.append(bytes(b))
+    cases += [b"", b"HPZ", data + b"\x00", b"\x00" * 50]
+    for case in cases:
+        with pytest.raises(hyperproj.HyperprojError):
+            codec.decode(case)
+
+
+def _rewrite(data: bytes, **changes) -> bytes:
+    header, sections = read_container(data)
+    header.update(changes)
+    return write_container(header, sections)
+
+
+def test_foreign_generator_version_refused(trained_file):
+    bad = _rewrite(trained_file.data, g=rng.GENERATOR_VERSION + 1)
+    with pytest.raises(hyperproj.HyperprojError, match="generator version"):
+        codec.decode(bad)
+
+
+def test_foreign_projection_kind_refused(trained_file):
+    pytest.importorskip("hyperproj._fastfood")
+    # same header, but claims fastfood: the regenerated B has another fingerprint
+    bad = _rewrite(trained_file.data, p="fastfood")
+    with pytest.raises(hyperproj.HyperprojError, match="fingerprint of B does not match"):
+        codec.decode(bad)
+
+
+def test_unknown_projection_kind_refused(trained_file):
+    bad = _rewrite(trained_file.data, p="quantum")
+    with pytest.raises(hyperproj.HyperprojError, match="projection kind 'quantum'"):
+        codec.decode(bad)
+
+
+def test_different_generator_implementation_refused(trained_file, monkeypatch):
+    from hyperproj.projection import Projection
+
+    real = Projection.fingerprint
+    monkeypatch.setattr(Projection, "fingerprint", lambda self, count=4: [v + 1e-3 for v in real(self, count)])
+    with pytest.raises(hyperproj.HyperprojError, match="fingerprint"):
+        codec.decode(trained_file.data)
+
+
+def test_cli_roundtrip_and_errors(trained_file, tmp_path, capsys):
+    from hyperproj.cli import main
+
+    path = trained_file.save(tmp_path / "x.hpz")
+    assert main(["info", str(path)]) == 0
+    assert "rate breakdown" in capsys.readouterr().out
+    out_png = tmp_path / "x_dec.png"
+    assert main(["decompress", str(path), "-o", str(out_png)]) == 0
+    assert out_png.is_file()
+    capsys.readouterr()
+    bad = tmp_path / "bad.hpz"
+    bad.write_bytes(path.read_bytes()[:-3])
+    assert main(["decompress", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hyperproj: error:") and err.count("\n") == 1 and "CRC32" in err
+    assert main(["compress", str(tmp_path / "nope.png")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["bogus"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_cli_compress_subprocess(tmp_path):
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    img = skimage.data.astronaut()[100:124, 200:224]
+    Image.fromarray(np.ascontiguousarray(img)).save(tmp_path / "p.png")
+    out = tmp_path / "p.hpz"
+    cmd = [sys.executable, "-m", "hyperproj", "compress", str(tmp_path / "p.png"), "-o", str(out),
+           "--bpp", "8", "--steps", "5", "--qat-steps", "0", "--quiet",
+           "--model", '{"name": "siren", "config": {"in_features": 2, "hidden_features": 8, "hidden_layers": 1, "out_features": 3}}']
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size <= 8 * 24 * 24 / 8
+    done = subprocess.run([sys.executable, "-m", "hyperproj", "info", str(tmp_path / "p.png")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
