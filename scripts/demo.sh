@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/hyperproj demo "$@"
+.venv/bin/hyperproj demo --out out/demo "$@"
