@@ -8,13 +8,13 @@ Examples:
     torch.Size([1, 3])
 """
 
+from . import _fastfood  # noqa: F401  (registers projection='fastfood')
 from ._errors import HyperprojError
-from .init_rules import init_rule_names, register_init_rule
-from .inr import FitHistory, fit
 from .codec import CompressResult, compress, decompress
 from .distill import DistillReport, distill
+from .init_rules import init_rule_names, register_init_rule
+from .inr import FitHistory, fit
 from .model import HyperModel, reparametrize
-from . import _fastfood  # noqa: F401  (registers projection='fastfood')
 from .projection import projection_kinds, register_projection
 
 __version__ = "0.1.0"

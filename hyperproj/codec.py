@@ -49,10 +49,10 @@ from torch import nn
 from . import rng
 from ._container import read_container, write_container
 from ._entropy import METHODS, empirical_entropy_bits
-from .distill import project_weights
 from ._entropy import decode as _decode_stream
 from ._entropy import encode as _encode_stream
 from ._errors import HyperprojError
+from .distill import project_weights
 from .model import HyperModel, reparametrize
 from .projection import projection_kinds
 from .quant import Bits, QuantRange, dequantize, fake_quantize

@@ -157,7 +157,7 @@ def _cgls(proj, targets, lw, iters: int, tol: float):
     gamma = float(s @ s)
     gamma0 = gamma
     it = 0
-    for it in range(1, iters + 1):
+    for it in range(1, iters + 1):  # noqa: B007 (the count is reported)
         q = forward(p)
         alpha = gamma / float(q @ q)
         z += alpha * p

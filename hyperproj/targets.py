@@ -106,6 +106,15 @@ def select_targets(
     target_list = _as_list(targets, "targets")
     exclude_list = _as_list(exclude, "exclude") or []
 
+    def hits_of(pattern: Pattern, what: str) -> list[str]:
+        hits = [n for n, p in params.items() if _matches(pattern, n, p, owners[n])]
+        if not hits:
+            raise HyperprojError(
+                f"hyperproj.reparametrize: {what} {pattern!r} matches no parameter of "
+                f"{type(model).__name__}; candidates: {_describe(list(params))}"
+            )
+        return hits
+
     if target_list is None:
         prefixes = getattr(model, "hyperproj_targets", None)
         chosen = [
@@ -126,22 +135,11 @@ def select_targets(
             raise HyperprojError("hyperproj.reparametrize: targets is an empty list")
         chosen_set = set()
         for pattern in target_list:
-            hits = [n for n, p in params.items() if _matches(pattern, n, p, owners[n])]
-            if not hits:
-                raise HyperprojError(
-                    f"hyperproj.reparametrize: target {pattern!r} matches no parameter of "
-                    f"{type(model).__name__}; candidates: {_describe(list(params))}"
-                )
-            chosen_set.update(hits)
+            chosen_set.update(hits_of(pattern, "target"))
         chosen = [n for n in params if n in chosen_set]
 
     for pattern in exclude_list:
-        hits = [n for n, p in params.items() if _matches(pattern, n, p, owners[n])]
-        if not hits:
-            raise HyperprojError(
-                f"hyperproj.reparametrize: exclude pattern {pattern!r} matches no parameter of "
-                f"{type(model).__name__}; candidates: {_describe(list(params))}"
-            )
+        hits = hits_of(pattern, "exclude pattern")
         chosen = [n for n in chosen if n not in hits]
 
     if not chosen:

@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-
 from _data import astronaut_crop, audio_path, mesh_path
+
 from hyperproj import HyperprojError
 from hyperproj.inr import (
     AudioSignal,

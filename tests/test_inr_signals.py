@@ -7,13 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from _data import astronaut_crop, audio_path, kodak_path, mesh_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _data import audio_path, astronaut_crop, kodak_path, mesh_path
 from hyperproj import HyperprojError
-from hyperproj.inr import AudioSignal, ImageSignal, OccupancySignal, Siren, grid_coords, iou, psnr, ssim
-from hyperproj.inr import _mesh
+from hyperproj.inr import (
+    AudioSignal,
+    ImageSignal,
+    OccupancySignal,
+    Siren,
+    _mesh,
+    grid_coords,
+    iou,
+    psnr,
+    ssim,
+)
 
 
 # ---------------------------------------------------------------- coordinates
