@@ -45,6 +45,11 @@ __all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 
 WEIGHTINGS = ("relative", "none")
 
+#: Fine-tuning learning rate when none is given: 10x below fit's default, because fine-tuning
+#: starts from a good solution that fit's from-scratch rate knocks away (measured: at 100 % latent
+#: 31.8 dB after projection fell to 26.8 dB after 150 steps at lr 1e-3).
+FINETUNE_LR = 1e-4
+
 # Rows of B per accumulation block: bounds the block to ~16M floats.
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -291,7 +296,7 @@ def distill(
         signal: when given, its metrics are measured right after projection (and after
             fine-tuning).
         steps: fine-tuning steps with :func:`hyperproj.fit` (needs ``signal``); 0 = none.
-        lr: fine-tuning learning rate (``fit``'s default when ``None``).
+        lr: fine-tuning learning rate (default ``FINETUNE_LR`` = 1e-4, 10× below ``fit``'s).
         progress: show ``fit``'s progress bar.
         fit_options: further keyword arguments for ``fit``.
         **options: passed to :func:`hyperproj.reparametrize` (``targets``, ``projection``, ...).
@@ -325,6 +330,7 @@ def distill(
         if steps:
             from .inr.fit import fit
 
+            lr = FINETUNE_LR if lr is None else lr
             report.history = fit(hyper, signal, steps, lr=lr, progress=progress, **dict(fit_options or {}))
             report.metrics_finetuned = signal.evaluate(hyper)
     hyper.distill_report = report

@@ -107,8 +107,8 @@ def test_fit_restores_best_state(crop32):
     step, best = hist.best
     assert best == max(hist.metric)
     assert crop32.evaluate(model)["psnr"] == pytest.approx(best)
-    assert hist.step == list(range(5, 61, 5))
-    assert len(hist.loss) == len(hist.metric) == len(hist.seconds) == 12
+    assert hist.step == list(range(0, 61, 5))  # step 0: the starting point competes for best
+    assert len(hist.loss) == len(hist.metric) == len(hist.seconds) == 13
     assert all(b >= a for a, b in zip(hist.seconds, hist.seconds[1:]))
 
 
@@ -150,10 +150,10 @@ def test_schedulers_optimizers_callback_and_time_budget(crop32):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     hist = fit(model, crop32, steps=40, optimizer=opt, scheduler="exponential", final_lr_ratio=0.1,
                progress=False, eval_every=10, callback=cb)
-    assert hist.step == [10, 20] and hist.stopped_early
+    assert hist.step == [0, 10, 20] and hist.stopped_early
     assert lrs[0] == pytest.approx(1e-3 * 0.1 ** (10 / 40))
     hist = fit(Siren(2, 16, 1, 3), crop32, steps=10, optimizer="lamb", scheduler="cosine", progress=False)
-    assert len(hist.metric) == 10
+    assert len(hist.metric) == 11  # step 0 plus 10 steps
     sched_model = Siren(2, 16, 1, 3)
     hist = fit(sched_model, crop32, steps=5, optimizer="RAdam",
                scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 2), progress=True)

@@ -300,6 +300,10 @@ def fit(
 
         bar = tqdm(total=steps, desc=f"fit {type(model).__name__}", leave=False)
 
+    if restore_best:
+        # The starting point competes too: a warm start (e.g. after distill) is never made worse.
+        if history.record(0, float("nan"), signal.evaluate(model), 0.0):
+            best_state = _snapshot(model)
     model.train()
     step = 0
     t0 = time.perf_counter()
