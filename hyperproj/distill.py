@@ -45,11 +45,6 @@ __all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 
 WEIGHTINGS = ("relative", "none")
 
-#: Fine-tuning learning rate when none is given: 10x below fit's default, because fine-tuning
-#: starts from a good solution that fit's from-scratch rate knocks away (measured: at 100 % latent
-#: 31.8 dB after projection fell to 26.8 dB after 150 steps at lr 1e-3).
-FINETUNE_LR = 1e-4
-
 # Rows of B per accumulation block: bounds the block to ~16M floats.
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -296,7 +291,8 @@ def distill(
         signal: when given, its metrics are measured right after projection (and after
             fine-tuning).
         steps: fine-tuning steps with :func:`hyperproj.fit` (needs ``signal``); 0 = none.
-        lr: fine-tuning learning rate (default ``FINETUNE_LR`` = 1e-4, 10× below ``fit``'s).
+        lr: fine-tuning learning rate (``fit``'s default when ``None``; ``fit`` keeps the best
+            state, the projected starting point included, so fine-tuning never makes it worse).
         progress: show ``fit``'s progress bar.
         fit_options: further keyword arguments for ``fit``.
         **options: passed to :func:`hyperproj.reparametrize` (``targets``, ``projection``, ...).
@@ -330,7 +326,6 @@ def distill(
         if steps:
             from .inr.fit import fit
 
-            lr = FINETUNE_LR if lr is None else lr
             report.history = fit(hyper, signal, steps, lr=lr, progress=progress, **dict(fit_options or {}))
             report.metrics_finetuned = signal.evaluate(hyper)
     hyper.distill_report = report
