@@ -15,8 +15,9 @@ Solvers:
   what the projection itself holds), then Cholesky. An ill-conditioned system (a square random
   ``B`` is) is re-accumulated in float64 and solved with a tiny ridge. When ``n ≥ P`` the
   minimum-norm solution is returned.
-* ``"cgls"`` (any projection, e.g. the structured ``fastfood``): conjugate gradients on the
-  normal equations using only the operator and its adjoint.
+* ``"cgls"`` (any projection): conjugate gradients on the normal equations using only the
+  operator and its adjoint. ``"auto"`` uses it for structured operators (``fastfood``) whose
+  dense ``B`` would exceed 256 MB; below that it materializes ``B`` and takes the exact route.
 
 Examples:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
@@ -44,6 +45,29 @@ from .model import HyperModel, reparametrize
 __all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 
 WEIGHTINGS = ("relative", "none")
+
+# Structured operators (fastfood) are materialized for the exact Gram route up to this size;
+# beyond it CGLS runs on the operator (slow to converge when n is close to P).
+_MATERIALIZE_CAP_BYTES = 256 * 2**20
+
+
+class _Materialized:
+    """Dense rows of an operator without a cheap ``rows()``: ``B`` built once from unit vectors."""
+
+    def __init__(self, proj) -> None:
+        self.latent_dim, self.layer_sizes, self.offsets = proj.latent_dim, proj.layer_sizes, proj.offsets
+        self.num_outputs = proj.num_outputs
+        eye_chunk = 1024
+        with torch.no_grad():
+            cols = [
+                proj(torch.eye(self.latent_dim)[a : a + eye_chunk].to(torch.float32))
+                for a in range(0, self.latent_dim, eye_chunk)
+            ]
+        self.matrix = torch.cat(cols).T.contiguous()
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        return self.matrix[start:stop]
+
 
 # Rows of B per accumulation block: bounds the block to ~16M floats.
 _BLOCK_ELEMENTS = 1 << 24
@@ -215,7 +239,10 @@ def project_weights(
     block = block_rows or max(1, _BLOCK_ELEMENTS // n)
 
     has_rows = proj.kind in ("dense", "streamed")
-    chosen = solver if solver != "auto" else ("gram" if has_rows else "cgls")
+    small = 4 * n * total <= _MATERIALIZE_CAP_BYTES
+    chosen = solver if solver != "auto" else ("gram" if has_rows or small else "cgls")
+    if chosen == "gram" and not has_rows:
+        proj = _Materialized(proj)
     notes: list[str] = []
     t0 = time.perf_counter()
     if chosen == "gram":
