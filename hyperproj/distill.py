@@ -250,7 +250,8 @@ def project_weights(
     if solver == "auto":
         # CG converges in tens of iterations while B is well conditioned (n <= 0.7 P: condition
         # number <= ~12); near n = P only the direct route is accurate.
-        well_conditioned = n <= _CG_MAX_FRACTION * total
+        # A streamed B would be regenerated at every CG iteration: always direct there.
+        well_conditioned = n <= _CG_MAX_FRACTION * total and proj.kind != "streamed"
         chosen = "cgls" if well_conditioned or not (has_rows or small) else "gram"
     else:
         chosen = solver
