@@ -241,6 +241,11 @@ def project_weights(
             )
         targets.append(w.flatten().cpu().float())
     proj = hyper.projection
+    if hyper.offset_weights is not None:  # latent_scale="offset": W = W0 + gain_l · B_l z
+        w0 = hyper.offset_weights.detach().cpu().float()
+        targets = [
+            (t - w0[proj.offsets[i] : proj.offsets[i + 1]]) / hyper._gains[i] for i, t in enumerate(targets)
+        ]
     lw = _layer_weights(targets, weighting)
     n, total = proj.latent_dim, proj.num_outputs
     block = block_rows or max(1, _BLOCK_ELEMENTS // n)
@@ -286,7 +291,7 @@ def project_weights(
         hyper.latent.copy_(z.to(hyper.latent.dtype))
         gen = hyper.generate_weights()
     residuals = {}
-    for name, t in zip(hyper.target_names, targets):
+    for name, t in zip(hyper.target_names, (weights[n].detach().flatten().cpu().float() for n in hyper.target_names)):
         w = gen[name].detach().flatten().double().cpu()
         denom = float(t.double().norm())
         residuals[name] = float((w - t.double()).norm()) / (denom if denom > 0 else 1.0)

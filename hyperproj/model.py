@@ -40,7 +40,11 @@ FORMAT_VERSION = 1
 #: Latent parameterisations: ``"paper"`` draws z0 ~ U(±1/n) as in the D'OH paper; ``"unit"``
 #: draws z0 ~ U(±√3) (unit variance) and folds the scale into ``B``. Same function class; with
 #: ``"unit"`` one learning rate works for every latent size (see docs/concepts.md).
-LATENT_SCALES = ("unit", "paper")
+#: ``"offset"`` (intrinsic-dimension style, Li et al. 2018): ``W_l = W0_l + (1/√n) R_l z`` with
+#: ``W0 = B z0`` the unit parameterisation's initial weights (regenerated from the seed, never
+#: stored) and ``z`` starting at 0: every layer then moves like plain Adam moves it, which
+#: learns several dB faster per step (docs/concepts.md).
+LATENT_SCALES = ("unit", "paper", "offset")
 
 _LATENT_STREAM = 0
 
@@ -73,7 +77,7 @@ def initial_latent(latent_dim: int, seed: int, latent_scale: str) -> torch.Tenso
     """
     if latent_scale == "paper":
         bound = 1.0 / latent_dim
-    elif latent_scale == "unit":
+    elif latent_scale in ("unit", "offset"):  # offset: the z0 that generates W0
         bound = math.sqrt(3.0)
     else:
         raise HyperprojError(
@@ -161,16 +165,32 @@ class HyperModel(nn.Module):
         self.latent_scale = latent_scale
         if latent_lr_scale is None:
             latent_lr_scale = DEFAULT_LATENT_LR_SCALE if latent_scale == "unit" else 1.0
+        self._z0 = z0
         self.latent_lr_scale = float(latent_lr_scale)
         self.target_names = list(names)
         self._aliases = aliases
         self._shapes = shapes
         self._rules = [label for _, label in rules]
-        self.latent = nn.Parameter(z0.to(device=params[0].device, dtype=params[0].dtype))
+        start = torch.zeros_like(z0) if latent_scale == "offset" else z0
+        self.latent = nn.Parameter(start.to(device=params[0].device, dtype=params[0].dtype))
         kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes)
         self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
         self.projection.to(device=params[0].device, dtype=params[0].dtype)
         self._fingerprint: list[float] | None = None
+        self._rebuild_offset()
+
+    def _rebuild_offset(self) -> None:
+        """For ``latent_scale="offset"``: ``W0 = B z0`` and each layer's update gain ``1/(√n s_l)``."""
+        if self.latent_scale != "offset":
+            self.register_buffer("offset_weights", None, persistent=False)
+            self._gains = None
+            return
+        with torch.no_grad():
+            z0 = self._z0.to(device=self.latent.device, dtype=self.latent.dtype)
+            w0 = self.projection(z0).detach()
+        self.register_buffer("offset_weights", w0, persistent=False)
+        n = self.latent_dim
+        self._gains = [1.0 / (math.sqrt(n) * s) for s in self.projection.layer_scales]
 
     # ------------------------------------------------------------------ generation and forward
     @property
@@ -205,7 +225,10 @@ class HyperModel(nn.Module):
         out = {}
         offsets = self.projection.offsets
         for i, name in enumerate(self.target_names):
-            w = flat[..., offsets[i] : offsets[i + 1]].reshape(*flat.shape[:-1], *self._shapes[i])
+            w = flat[..., offsets[i] : offsets[i + 1]]
+            if self.offset_weights is not None:
+                w = self.offset_weights[offsets[i] : offsets[i + 1]] + w * self._gains[i]
+            w = w.reshape(*flat.shape[:-1], *self._shapes[i])
             for alias in self._aliases[name]:
                 out[alias] = w
         return out
@@ -344,8 +367,11 @@ class HyperModel(nn.Module):
             new = make_projection(kind, self.latent_dim, p.layer_sizes, scales, seed, dist)
             self.projection = new.to(device=self.latent.device, dtype=self.latent.dtype)
             self._fingerprint = None
+        if seed != self.seed or latent_scale != self.latent_scale:
+            self._z0 = initial_latent(self.latent_dim, seed, latent_scale)
         self.seed = seed
         self.latent_scale = latent_scale
+        self._rebuild_offset()
         if stored_fp is not None:
             mine = self.fingerprint()
             if [float(v) for v in stored_fp] != mine:

@@ -192,3 +192,15 @@ def test_cli_compress_subprocess(tmp_path):
     done = subprocess.run([sys.executable, "-m", "hyperproj", "info", str(tmp_path / "p.png")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("kind", ["dense", "fastfood"])
+def test_offset_parameterisation_roundtrip(kind):
+    hyper = _small_hyper(seed=3, kind=kind, latent_scale="offset")
+    with torch.no_grad():
+        hyper.latent.normal_(0, 0.1)
+    blob = codec.encode(hyper)
+    back = codec.decode(blob)
+    assert back.latent_scale == "offset"
+    x = torch.rand(33, 2) * 2 - 1
+    assert torch.equal(back(x), codec.quantize(hyper)(x))

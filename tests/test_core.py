@@ -331,3 +331,21 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_offset_parameterisation_starts_at_the_unit_weights_and_round_trips():
+    net = TinySiren(width=24, depth=2)
+    unit = hyperproj.reparametrize(net, 150, seed=4)
+    off = hyperproj.reparametrize(net, 150, seed=4, latent_scale="offset")
+    assert torch.count_nonzero(off.latent) == 0 and off.latent_lr_scale == 1.0
+    for name, w in unit.generate_weights().items():  # W0 = B z0 of the unit parameterisation
+        torch.testing.assert_close(off.generate_weights()[name], w, rtol=1e-5, atol=1e-7)
+    with torch.no_grad():
+        off.latent.normal_()
+    x = torch.rand(9, 2)
+    fresh = hyperproj.reparametrize(net, 150, seed=11, latent_scale="offset")
+    fresh.load_state_dict(off.state_dict(), strict=True)
+    assert torch.equal(fresh(x), off(x))
+    assert torch.equal(pickle.loads(pickle.dumps(off))(x), off(x))
+    torch.testing.assert_close(off.materialize()(x), off(x), rtol=1e-5, atol=1e-5)
+    assert "offset_weights" not in off.state_dict()

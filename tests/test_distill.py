@@ -16,9 +16,9 @@ def _mlp(seed=0):
 P = 2 * 24 + 24 * 24 + 24 * 3  # 696 projected weights
 
 
-def _planted(n, seed=5, init="torch", projection="dense"):
+def _planted(n, seed=5, init="torch", projection="dense", latent_scale="unit"):
     """A plain network whose weights are exactly B z_true for the operator distill will build."""
-    h0 = hyperproj.reparametrize(_mlp(), n, seed, init=init, projection=projection)
+    h0 = hyperproj.reparametrize(_mlp(), n, seed, init=init, projection=projection, latent_scale=latent_scale)
     z = torch.randn(n, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         h0.latent.copy_(z)
@@ -27,9 +27,10 @@ def _planted(n, seed=5, init="torch", projection="dense"):
 
 @pytest.mark.parametrize("kwargs", [{}, {"weighting": "none"}, {"projection": "streamed"},
                                     {"solver": "gram"}, {"solver": "gram", "block_rows": 5},
-                                    {"projection": "fastfood"}])
+                                    {"projection": "fastfood"}, {"latent_scale": "offset"}])
 def test_exact_recovery_of_planted_latent(kwargs):
-    plain, z = _planted(200, projection="fastfood" if kwargs.get("projection") == "fastfood" else "dense")
+    plain, z = _planted(200, projection="fastfood" if kwargs.get("projection") == "fastfood" else "dense",
+                        latent_scale=kwargs.get("latent_scale", "unit"))
     hyper = hyperproj.distill(plain, 200, 5, init="torch", **kwargs)
     torch.testing.assert_close(hyper.latent.detach(), z, rtol=0, atol=5e-5)
     assert max(hyper.distill_report.residuals.values()) < 1e-5
