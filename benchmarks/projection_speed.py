@@ -453,7 +453,7 @@ def quality_check(steps: int, frac: float, lr: float) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = hyperproj.reparametrize(base, latent_dim=n, seed=0, projection=kind,
-                                                distribution=dist, init="match")
+                                                distribution=dist, init="match", latent_lr_scale=1.0)
             groups = model.optimizer_param_groups(lr)
         opt = torch.optim.Adam(groups)
         t = time.perf_counter()
@@ -514,7 +514,8 @@ def main(argv=None) -> None:
             for batch in ([args.scale_batch] if args.scale_batch else [4096, 16384]):
                 scale_check(args.n, batch, rounds=5)
     if args.quality:
-        quality_check(args.quality, 0.3, args.quality_lr)
+        for frac in (0.3, 1.0):
+            quality_check(args.quality, frac, args.quality_lr)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average {_load()} (start {load0})")
 
 
