@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 import time
@@ -37,6 +36,7 @@ import torch
 
 import hyperproj
 from hyperproj import codec
+from hyperproj.baselines import classic_at_rate
 from hyperproj.inr import ImageSignal, Siren, fit
 
 try:  # the fastfood projection, when present, keeps big latents cheap
@@ -106,41 +106,8 @@ def run_coin(name, sig, layers, width, steps):
 
 
 def run_classic(name, sig, fmt, target_bpp):
-    from PIL import Image
-
-    from hyperproj.inr.metrics import psnr, ssim
-
-    img = sig.to_image(sig.values)
-    best = None
-    qualities = range(1, 101) if fmt != "JPEG2000" else None
-    t = time.perf_counter()
-
-    def encode(q):
-        buf = io.BytesIO()
-        if fmt == "JPEG2000":
-            img.save(buf, "JPEG2000", quality_mode="rates", quality_layers=[q])
-        else:
-            img.save(buf, fmt, quality=q)
-        return buf.getvalue()
-
-    if fmt == "JPEG2000":  # compression ratio: search from high to low ratio
-        # Pillow's "rates" are compression ratios against 24-bit RGB: ratio = 24 / bpp
-        candidates = [24 / target_bpp * f for f in (1.0, 1.02, 1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0)]
-        candidates = sorted(candidates)
-    else:
-        candidates = list(qualities)
-    for q in candidates:
-        data = encode(q)
-        bpp = 8 * len(data) / sig.num_pixels
-        if bpp <= target_bpp and (best is None or bpp > best[1]):
-            best = (q, bpp, data)
-    if best is None:
-        return None
-    q, bpp, data = best
-    dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0
-    dec = torch.from_numpy(dec).reshape(sig.image.shape)
-    return dict(image=name, method=fmt, config=f"q={q:.3g}", bpp=bpp, bytes=len(data),
-                psnr=psnr(dec, sig.image), ssim=ssim(dec, sig.image), seconds=time.perf_counter() - t)
+    row = classic_at_rate(sig, fmt, target_bpp)
+    return None if row is None else dict(image=name, **row)
 
 
 def main(argv=None) -> int:

@@ -197,11 +197,19 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
         rows.append({"target_bpp": bpp, "est_bpp": r["est_bpp"], "bpp": r["bpp"], "bytes": r["file_bytes"],
                      "latent": r["latent_dim"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"],
                      "file": path.name})
+    from .baselines import classic_at_rate
+
+    classic = {fmt: [classic_at_rate(signal, fmt, r["bpp"]) for r in rows] for fmt in ("JPEG", "WEBP")}
     print(f"astronaut {size}x{size}, D'OH SIREN 9x40 + Fourier features, {steps} steps + QAT, 8-bit latent")
-    print(f"{'target':>7} {'est bpp':>8} {'file bpp':>9} {'bytes':>6} {'latent':>7} {'PSNR':>7} {'SSIM':>7} {'sec':>6}")
-    for r in rows:
+    print(f"{'target':>7} {'est bpp':>8} {'file bpp':>9} {'bytes':>6} {'latent':>7} {'PSNR':>7} {'SSIM':>7} {'sec':>6}"
+          f"   {'JPEG bpp/PSNR':>14} {'WebP bpp/PSNR':>14}")
+    for i, r in enumerate(rows):
+        ref = "".join(
+            f"   {c['bpp']:6.3f}/{c['psnr']:6.2f}" if c else f"   {'-':>14}" for c in (classic["JPEG"][i], classic["WEBP"][i])
+        )
         print(f"{r['target_bpp']:7.2f} {r['est_bpp']:8.3f} {r['bpp']:9.3f} {r['bytes']:6d} {r['latent']:7d} "
-              f"{r['psnr']:7.2f} {r['ssim']:7.4f} {r['seconds']:6.1f}")
+              f"{r['psnr']:7.2f} {r['ssim']:7.4f} {r['seconds']:6.1f}{ref}")
+    print("(JPEG/WebP through Pillow at the largest quality whose file is not above hyperproj's file)")
     with open(out / "results.csv", "w") as fh:
         fh.write(",".join(rows[0]) + "\n")
         for r in rows:
@@ -216,6 +224,10 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
     else:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], "o-", label="hyperproj (D'OH, file size)")
+        for fmt, pts in classic.items():
+            pts = [c for c in pts if c]
+            if pts:
+                ax.plot([c["bpp"] for c in pts], [c["psnr"] for c in pts], "s--", label=f"{fmt} (Pillow)")
         ax.set_xlabel("bits per pixel (file)")
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"astronaut {size}x{size}")
