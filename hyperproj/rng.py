@@ -27,6 +27,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -185,8 +186,6 @@ def _fused(distribution: str):
 
 
 def _use_compiled(index: torch.Tensor, distribution: str) -> bool:
-    import os
-
     return (
         not _compile_broken
         and distribution in ("uniform", "rademacher")

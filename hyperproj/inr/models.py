@@ -28,6 +28,14 @@ def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_sizes(owner: str, in_features: Any, hidden_features: Any, hidden_layers: Any, out_features: Any) -> None:
+    """The size arguments every MLP-shaped model takes."""
+    _check_int(owner, "in_features", in_features, 1)
+    _check_int(owner, "hidden_features", hidden_features, 1)
+    _check_int(owner, "hidden_layers", hidden_layers, 0)
+    _check_int(owner, "out_features", out_features, 1)
+
+
 def _check_float(owner: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise HyperprojError(f"hyperproj.inr.{owner}: {name} must be a positive number, got {value!r}")
@@ -163,10 +171,7 @@ class Siren(nn.Module):
         fourier_features: int = 0,
     ):
         super().__init__()
-        _check_int("Siren", "in_features", in_features, 1)
-        _check_int("Siren", "hidden_features", hidden_features, 1)
-        _check_int("Siren", "hidden_layers", hidden_layers, 0)
-        _check_int("Siren", "out_features", out_features, 1)
+        _check_sizes("Siren", in_features, hidden_features, hidden_layers, out_features)
         first_omega = _check_float("Siren", "first_omega", first_omega)
         hidden_omega = _check_float("Siren", "hidden_omega", hidden_omega)
         self.config = {
@@ -224,10 +229,7 @@ class MLP(nn.Module):
         init: str = "torch",
     ):
         super().__init__()
-        _check_int("MLP", "in_features", in_features, 1)
-        _check_int("MLP", "hidden_features", hidden_features, 1)
-        _check_int("MLP", "hidden_layers", hidden_layers, 0)
-        _check_int("MLP", "out_features", out_features, 1)
+        _check_sizes("MLP", in_features, hidden_features, hidden_layers, out_features)
         if activation not in _ACTIVATIONS:
             raise HyperprojError(
                 f"hyperproj.inr.MLP: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}"
