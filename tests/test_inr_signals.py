@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from _data import astronaut_crop, audio_path, kodak_path, mesh_path
+from _data import KODAK_DIR, astronaut_crop, audio_path, kodak_path, mesh_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,7 +91,7 @@ def test_image_from_file_and_errors(tmp_path):
 def test_kodak_file_when_available():
     path = kodak_path()
     if path is None:
-        pytest.skip("Kodak PNGs not present in /work/shared/data/kodak")
+        pytest.skip(f"Kodak PNGs not present in {KODAK_DIR} (set HYPERPROJ_KODAK)")
     sig = ImageSignal.from_file(path)
     assert sig.shape in ((512, 768, 3), (768, 512, 3))
     assert sig.coords[:, 1].abs().max() == pytest.approx(1.0)  # landscape: columns span [-1, 1]
