@@ -4,7 +4,8 @@ Layout (all integers little-endian; ``varint`` is unsigned LEB128, at most 5 byt
 
     offset  size      field
     0       3         magic  b"HPZ"
-    3       1         format version (uint8), currently 1
+    3       1         format version (uint8): 1, or 2 when the header uses fields added in
+                      version 2 (grouped latents ``G``); the byte layout is the same
     4       1         flags (uint8): bit 0 = meta is raw-DEFLATE compressed; other bits must be 0
     5       varint    meta_len
     ...     meta_len  meta: UTF-8 JSON  [header, [name_0, len_0, name_1, len_1, ...]]
@@ -37,8 +38,9 @@ __all__ = ["MAGIC", "FORMAT_VERSION", "write_container", "read_container"]
 MAGIC = b"HPZ"
 """The first three bytes of every ``.hpz`` file."""
 
-FORMAT_VERSION = 1
-"""The container format version written by this release (and the newest it reads)."""
+FORMAT_VERSION = 2
+"""The newest container format version this release writes and reads (2: the header may hold
+fields a version-1 reader does not know, e.g. grouped latents; same byte layout as 1)."""
 
 _FLAG_DEFLATE = 1
 _KNOWN_FLAGS = _FLAG_DEFLATE
@@ -108,12 +110,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_container(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> bytes:
+def write_container(header: Mapping[str, Any], sections: Mapping[str, bytes], version: int = 1) -> bytes:
     """Serialize a JSON-able ``header`` dict and named binary ``sections`` to ``.hpz`` bytes.
 
     ``header`` must be JSON data (dicts with string keys, lists, strings, ints, finite floats,
     bools, None). Section names are non-empty strings of at most 255 UTF-8 bytes; their order is
-    kept.
+    kept. ``version`` (1 or 2) is the format version byte: write 2 only when the header holds
+    fields that version-1 readers would misread, so that they refuse the file with a clear message.
 
     Examples:
         >>> blob = write_container({"arch": "siren"}, {"latent": bytes(10)})
@@ -123,6 +126,10 @@ def write_container(header: Mapping[str, Any], sections: Mapping[str, bytes]) ->
     if not isinstance(header, Mapping):
         raise HyperprojError(
             f"write_container: header must be a dict, found {type(header).__name__}"
+        )
+    if isinstance(version, bool) or version not in range(1, FORMAT_VERSION + 1):
+        raise HyperprojError(
+            f"write_container: version must be an int in [1, {FORMAT_VERSION}], found {version!r}"
         )
     if not isinstance(sections, Mapping):
         raise HyperprojError(
@@ -163,7 +170,7 @@ def write_container(header: Mapping[str, Any], sections: Mapping[str, bytes]) ->
     packed = _deflate(raw)
     if len(packed) < len(raw):
         raw, flags = packed, _FLAG_DEFLATE
-    body = MAGIC + bytes([FORMAT_VERSION, flags]) + _varint(len(raw)) + raw + b"".join(payloads)
+    body = MAGIC + bytes([version, flags]) + _varint(len(raw)) + raw + b"".join(payloads)
     return body + struct.pack("<I", zlib.crc32(body))
 
 

@@ -1,4 +1,4 @@
-"""The ``hyperproj`` command line: ``compress``, ``decompress``, ``info`` and ``demo``.
+"""The ``hyperproj`` command line: ``compress``, ``decompress``, ``info``, ``crop`` and ``demo``.
 
 Errors print one line ``hyperproj: error: ...`` on stderr and exit with status 2 (no traceback).
 
@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="header fields and rate breakdown of a .hpz file")
     i.add_argument("input")
     i.add_argument("--json", action="store_true", help="print JSON")
+
+    k = sub.add_parser("crop", help="crop a .hpz file of a Local-Global INR without retraining")
+    k.add_argument("input", help=".hpz file of a LocalGlobal encoded with groups='partition'")
+    k.add_argument("--box", nargs="+", type=float, required=True, metavar="X",
+                   help="lower corner then upper corner in model coordinates: x0 y0 x1 y1 for an image "
+                        "(coordinate 0 is the row axis, as in ImageSignal.coords), t0 t1 for audio")
+    k.add_argument("-o", "--output", help="output .hpz (default: INPUT with suffix _crop.hpz)")
 
     m = sub.add_parser("demo", help="compress a bundled photo at three rates; table, images, plot")
     m.add_argument("--out", default="hyperproj-demo", help="output directory (default ./hyperproj-demo)")
@@ -162,6 +169,25 @@ def _cmd_info(a) -> int:
     return 0
 
 
+def _cmd_crop(a) -> int:
+    from . import codec
+
+    src = Path(a.input)
+    if not src.is_file():
+        raise _CliError(f"no such file {str(src)!r}")
+    if len(a.box) < 2 or len(a.box) % 2:
+        raise _CliError(f"--box needs the lower corner then the upper corner (an even number of values), got {len(a.box)} values")
+    d = len(a.box) // 2
+    data = src.read_bytes()
+    out = Path(a.output) if a.output else src.with_name(src.stem + "_crop.hpz")
+    cropped = codec.crop(data, (a.box[:d], a.box[d:]))
+    out.write_bytes(cropped)
+    rep = codec.info(cropped)
+    print(f"{out}: {len(cropped)} bytes ({100 * len(cropped) / len(data):.1f}% of {len(data)}), "
+          f"{rep['header']['architecture']['config'].get('partitions')} partitions kept, signal {rep['header']['signal']}")
+    return 0
+
+
 def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | None = None,
          steps: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Compress ``skimage.data.astronaut()`` (resized) at three rates; print a table, write the
@@ -261,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().print_help()
             return 2
         return {"compress": _cmd_compress, "decompress": _cmd_decompress, "info": _cmd_info,
-                "demo": _cmd_demo}[a.command](a)
+                "crop": _cmd_crop, "demo": _cmd_demo}[a.command](a)
     except (HyperprojError, _CliError, OSError) as err:
         msg = str(err).replace("\n", " ")
         print(f"hyperproj: error: {msg}", file=sys.stderr)

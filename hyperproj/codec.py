@@ -71,6 +71,7 @@ __all__ = [
     "compress",
     "decompress",
     "render",
+    "crop",
     "default_model",
 ]
 
@@ -171,11 +172,13 @@ def _ensure_kind(kind: str) -> None:
         )
 
 
-def _expected_scales(base: nn.Module, names: list[str], n: int, seed: int, latent_scale: str) -> list[float]:
+def _expected_scales(base: nn.Module, names: list[str], n: int, seed: int, latent_scale: str, groups: Any = None) -> list[float]:
     """The layer scales ``reparametrize(..., init="auto")`` gives a fresh ``base`` (no projection built)."""
     from .init_rules import resolve_variances
     from .model import initial_latent
 
+    if groups is not None:  # grouped latent (LocalGlobal, groups="partition"): per-group norms
+        return groups.scales([var for var, _ in resolve_variances(base, names, "auto")], seed, latent_scale)
     z_norm = float(initial_latent(n, seed, latent_scale).double().norm())
     return [math.sqrt(var) / z_norm for var, _ in resolve_variances(base, names, "auto")]
 
@@ -271,7 +274,8 @@ def _header_and_layout(hyper: HyperModel, bits: Bits, bias_bits: Bits, method: s
     if default_targets != hyper.target_names:
         header["t"] = list(hyper.target_names)
     try:
-        expected = _expected_scales(fresh, hyper.target_names, hyper.latent_dim, hyper.seed, hyper.latent_scale)
+        expected = _expected_scales(fresh, hyper.target_names, hyper.latent_dim, hyper.seed, hyper.latent_scale,
+                                    getattr(hyper, "_groups", None))
     except Exception:  # noqa: BLE001 - any failure means: store the scales
         expected = None
     store_scales = expected != list(hyper.projection.layer_scales)
@@ -286,6 +290,8 @@ def _header_and_layout(hyper: HyperModel, bits: Bits, bias_bits: Bits, method: s
     meta = _signal_meta(signal if signal is not None else getattr(hyper, "hpz_signal", None))
     if meta:
         header["x"] = meta
+    if getattr(hyper, "_groups", None) is not None:  # one latent group per partition (croppable)
+        header["G"] = [hyper._groups.global_dim, hyper._groups.partition_dim]
     return header, store_scales, buffers
 
 
@@ -340,7 +346,8 @@ def encode(
     if method not in METHODS:
         raise _err(f"method must be one of {METHODS}, got {method!r}")
     header, store_scales, buffers = _header_and_layout(hyper, bits, bias_bits, method, signal)
-    return write_container(header, _sections(hyper, bits, bias_bits, method, store_scales, buffers))
+    version = 2 if "G" in header else 1  # version 1 readers know no grouped latents: refuse clearly
+    return write_container(header, _sections(hyper, bits, bias_bits, method, store_scales, buffers), version=version)
 
 
 def save(hyper: HyperModel, path: str | os.PathLike, **options: Any) -> int:
@@ -405,7 +412,11 @@ def _parse(header: Mapping[str, Any]) -> dict[str, Any]:
         "targets": header.get("t"),
         "buffers": header.get("k", []),
         "signal": header.get("x"),
+        "groups": header.get("G"),
     }
+    g = h["groups"]
+    if g is not None and not (isinstance(g, list) and len(g) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in g)):
+        raise _err(f"file header field 'G' (latent groups) is malformed: {g!r}")
     if not 1 <= h["n"] <= _MAX_LATENT:
         raise _err(f"file header latent size {h['n']} is out of range [1, {_MAX_LATENT}]")
     if h["method"] not in METHODS:
@@ -456,6 +467,9 @@ def _decode(data: bytes) -> HyperModel:
     }
     if h["targets"] is not None:
         options["targets"] = h["targets"]
+    if h["groups"] is not None:
+        g = h["groups"]
+        options["groups"] = {"kind": "partition", "global_dim": g[0], "partition_dim": g[1]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         hyper = reparametrize(base, h["n"], h["seed"], copy_base=False, **options)
@@ -635,12 +649,38 @@ def info(data_or_path: Any) -> dict[str, Any]:
             "signal": h["signal"],
             "stored_scales": "s" in sections,
             "stored_buffers": [b[0] for b in h["buffers"]],
+            "groups": h["groups"],
         },
     }
     sig = h["signal"] or {}
     if isinstance(sig, dict) and isinstance(sig.get("i"), list) and len(sig["i"]) == 3:
         out["bpp"] = 8 * len(data) / (sig["i"][0] * sig["i"][1])
     return out
+
+
+# ----------------------------------------------------------------------------------- crop
+
+
+def crop(data_or_path: Any, box: Any) -> bytes:
+    """A cropped copy of a ``.hpz`` file of a :class:`~hyperproj.inr.LocalGlobal` encoded with
+    ``groups="partition"``: the partitions outside ``box = (lower_corner, upper_corner)`` (model
+    coordinates) and their latents and biases are dropped; no retraining, no re-quantization.
+
+    The kept region decodes bit for bit as before and the file shrinks in proportion; image
+    metadata records the pixel window so :func:`render` shows the crop. Details:
+    :func:`hyperproj._cropfile.crop_file`.
+
+    Examples:
+        >>> from hyperproj.inr import LocalGlobal
+        >>> net = LocalGlobal(2, 1, (4, 4), local_features=4, global_features=4, hidden_layers=0)
+        >>> blob = encode(hyperproj.reparametrize(net, 200, seed=0, groups="partition"))
+        >>> small = crop(blob, ((-1, -1), (0, 0)))
+        >>> decode(small).base.num_partitions, len(small) < len(blob)
+        (4, True)
+    """
+    from ._cropfile import crop_file
+
+    return crop_file(_read(data_or_path), box)
 
 
 # ----------------------------------------------------------------------------------- render
@@ -665,12 +705,13 @@ def render(model: nn.Module, shape: tuple[int, int, int] | None = None, path: st
         >>> img.size
         (5, 6)
     """
+    from ._cropfile import window_coords
     from .inr.signals import AudioSignal, ImageSignal
 
     shape = shape or _image_shape(model)
     if shape is not None:
         sig = ImageSignal(torch.zeros(*shape))
-        img = sig.to_image(sig.render(model))
+        img = sig.to_image(sig.render(model, window_coords(model)))
         if path is not None:
             img.save(path)
         return img
@@ -678,7 +719,7 @@ def render(model: nn.Module, shape: tuple[int, int, int] | None = None, path: st
     if isinstance(meta, dict) and isinstance(meta.get("a"), list) and len(meta["a"]) == 4:
         n, c, rate, scale = meta["a"]
         sig = AudioSignal(np.zeros((int(n), int(c)), np.float32), int(rate), float(scale))
-        pred = sig.render(model)
+        pred = sig.render(model, window_coords(model))
         if path is not None:
             sig.to_wav(pred, path)
         return pred * sig.scale

@@ -115,6 +115,7 @@ class HyperModel(nn.Module):
         latent_lr_scale: float | None = None,
         dense_cap_bytes: int = DEFAULT_DENSE_CAP_BYTES,
         copy_base: bool = True,
+        groups: str | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(base, nn.Module):
@@ -145,9 +146,18 @@ class HyperModel(nn.Module):
                 stacklevel=3,
             )
 
-        z0 = initial_latent(latent_dim, seed, latent_scale)
-        z_norm = float(z0.double().norm())
-        scales = [math.sqrt(var) / z_norm for var, _ in rules]
+        self._groups = None  # groups="partition": one latent per partition (see _groups.py)
+        if groups is not None:
+            from ._groups import make_plan
+
+            self._groups = make_plan(base, names, shapes, groups, latent_dim, latent_scale)
+            latent_dim = self._groups.latent_dim
+            z0 = self._groups.initial_latent(seed, latent_scale)
+            scales = self._groups.scales([var for var, _ in rules], seed, latent_scale)
+        else:
+            z0 = initial_latent(latent_dim, seed, latent_scale)
+            z_norm = float(z0.double().norm())
+            scales = [math.sqrt(var) / z_norm for var, _ in rules]
 
         # Aliases: tied parameters appear under several names; each alias gets the same tensor.
         aliases: dict[str, list[str]] = {n: [] for n in names}
@@ -173,8 +183,11 @@ class HyperModel(nn.Module):
         self._rules = [label for _, label in rules]
         start = torch.zeros_like(z0) if latent_scale == "offset" else z0
         self.latent = nn.Parameter(start.to(device=params[0].device, dtype=params[0].dtype))
-        kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes)
-        self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
+        if self._groups is not None:
+            self.projection = self._groups.make_projection(projection, sizes, scales, seed, distribution, dense_cap_bytes)
+        else:
+            kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes)
+            self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
         self.projection.to(device=params[0].device, dtype=params[0].dtype)
         self._fingerprint: list[float] | None = None
         self._rebuild_offset()
@@ -300,7 +313,7 @@ class HyperModel(nn.Module):
             >>> cfg["seed"], cfg["latent_dim"], cfg["targets"][0]["name"]
             (5, 4, 'weight')
         """
-        return {
+        cfg = {
             "format_version": FORMAT_VERSION,
             "generator_version": rng.GENERATOR_VERSION,
             "latent_dim": self.latent_dim,
@@ -316,6 +329,9 @@ class HyperModel(nn.Module):
             ],
             "fingerprint": self.fingerprint(),
         }
+        if self._groups is not None:
+            cfg["groups"] = self._groups.spec()
+        return cfg
 
     def get_extra_state(self) -> dict[str, Any]:
         return self.config()
@@ -357,6 +373,9 @@ class HyperModel(nn.Module):
             scales = [float(t["scale"]) for t in cfg["targets"]]
             kind, seed, dist = cfg["projection"], cfg["seed"], cfg["distribution"]
             latent_scale, stored_fp = cfg["latent_scale"], cfg.get("fingerprint")
+            mine = None if self._groups is None else self._groups.spec()
+            if cfg.get("groups") != mine:
+                raise HyperprojError(f"{where}: groups {cfg.get('groups')!r} differ from this model's {mine!r}")
         except KeyError as err:
             raise HyperprojError(f"{where}: missing field {err.args[0]!r}") from None
         except TypeError as err:
@@ -364,11 +383,17 @@ class HyperModel(nn.Module):
         seed = _check_int(seed, "seed", 0, 1 << 63)
         p = self.projection
         if (kind, seed, dist, scales) != (p.kind, p.seed, p.distribution, p.layer_scales):
-            new = make_projection(kind, self.latent_dim, p.layer_sizes, scales, seed, dist)
+            if self._groups is not None:
+                new = self._groups.make_projection(kind, p.layer_sizes, scales, seed, dist)
+            else:
+                new = make_projection(kind, self.latent_dim, p.layer_sizes, scales, seed, dist)
             self.projection = new.to(device=self.latent.device, dtype=self.latent.dtype)
             self._fingerprint = None
         if seed != self.seed or latent_scale != self.latent_scale:
-            self._z0 = initial_latent(self.latent_dim, seed, latent_scale)
+            self._z0 = (
+                initial_latent(self.latent_dim, seed, latent_scale) if self._groups is None
+                else self._groups.initial_latent(seed, latent_scale)
+            )
         self.seed = seed
         self.latent_scale = latent_scale
         self._rebuild_offset()
@@ -409,7 +434,9 @@ def reparametrize(model: nn.Module, latent_dim: int, seed: int = 0, **options: A
             ``distribution`` of ``B``'s entries, ``latent_scale`` (``"unit"`` or ``"paper"``),
             ``latent_lr_scale`` (the latent's learning-rate multiplier in
             :meth:`HyperModel.optimizer_param_groups`; default 30 for a unit latent, 1 for the
-            paper's), ``dense_cap_bytes``.
+            paper's), ``dense_cap_bytes``, ``groups`` (``"partition"`` for a partitioned model
+            such as :class:`hyperproj.inr.LocalGlobal`: one latent per partition plus one for the
+            shared weights, so the model can be cropped; see :mod:`hyperproj._groups`).
 
     Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Linear(32, 3))

@@ -13,6 +13,7 @@ Examples:
 from .data import data_dir, find_audio, find_mesh
 from .fit import FitHistory, fit, make_optimizer, optimizer_names
 from .incode import Harmonizer, Incode, IncodeComposer
+from .local_global import LocalGlobal, auto_partition_factors, crop, extend
 from .metrics import iou, psnr, ssim
 from .models import MLP, FourierFeatures, SineLayer, Siren
 from .registry import build_model, model_names, model_spec, register_model
@@ -26,14 +27,18 @@ __all__ = [
     "ImageSignal",
     "Incode",
     "IncodeComposer",
+    "LocalGlobal",
     "MLP",
     "MetricSpec",
     "OccupancySignal",
     "Signal",
     "SineLayer",
     "Siren",
+    "auto_partition_factors",
     "build_model",
+    "crop",
     "data_dir",
+    "extend",
     "find_audio",
     "find_mesh",
     "fit",
