@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--bpp", type=float, default=0.3, help="bits per pixel budget, header included (default 0.3)")
     c.add_argument("--bits", type=_bits, default=8, help="latent bit width (default 8)")
     c.add_argument("--bias-bits", type=_bits, default=None, help="bias bit width or float16 (default: library default)")
-    c.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    c.add_argument("--steps", type=int, default=None, help="training steps (default 2000; with --time-budget, the clock decides)")
     c.add_argument("--qat-steps", type=int, default=None, help="quantization-aware fine-tuning steps (default steps/5)")
     c.add_argument("--lr", type=float, default=None, help="learning rate")
     c.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop training after S seconds in all")
@@ -70,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="compress a bundled photo at three rates; table, images, plot")
     m.add_argument("--out", default="hyperproj-demo", help="output directory (default ./hyperproj-demo)")
     m.add_argument("--quick", action="store_true", help="small image, few steps (under a minute)")
-    m.add_argument("--size", type=int, default=None, help="image side in pixels (default 128; quick: 64)")
-    m.add_argument("--steps", type=int, default=None)
+    m.add_argument("--size", type=int, default=None, help="image side in pixels (default 256; quick: 64)")
+    m.add_argument("--steps", type=int, default=None, help="train a fixed number of steps instead of --budget")
+    m.add_argument("--budget", type=float, default=None, help="seconds per rate, everything included (default 40; quick: 8)")
     m.add_argument("--quiet", action="store_true")
     return p
 
@@ -189,9 +190,11 @@ def _cmd_crop(a) -> int:
 
 
 def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | None = None,
-         steps: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Compress ``skimage.data.astronaut()`` (resized) at three rates; print a table, write the
-    decoded images, ``results.csv`` and ``rd.png`` (if matplotlib is installed) into ``out``.
+         steps: int | None = None, budget: float | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Compress ``skimage.data.astronaut()`` (resized) at three rates, each within ``budget``
+    seconds (default 40; or ``steps`` fixed steps); print a table beside JPEG/WebP at the same
+    rate, write the decoded images, ``results.csv`` and ``rd.png`` (if matplotlib is installed)
+    into ``out``.
 
     Examples:
         >>> rows = demo("/tmp/hp-demo", quick=True, progress=False)  # doctest: +SKIP
@@ -203,9 +206,10 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    size = size or (64 if quick else 128)
-    steps = steps or (100 if quick else 600)
-    rates = (2.0, 4.0, 8.0) if quick else (1.0, 2.0, 4.0)
+    size = size or (64 if quick else 256)
+    if steps is None:
+        budget = budget or (8.0 if quick else 40.0)
+    rates = (2.0, 4.0, 8.0) if quick else (0.5, 1.0, 2.0)
     signal = ImageSignal.from_array(skimage.data.astronaut()).resize(size)
     signal.to_image(signal.values).save(out / "original.png")
     rows = []
@@ -216,7 +220,8 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
     except ImportError:  # pragma: no cover
         projection = "auto"
     for bpp in rates:
-        res = codec.compress(signal, bpp=bpp, steps=steps, progress=progress, projection=projection)
+        res = codec.compress(signal, bpp=bpp, steps=steps, time_budget=None if steps else budget,
+                             progress=progress, projection=projection)
         path = res.save(out / f"astronaut_{bpp:g}bpp.hpz")
         codec.render(res.model, path=out / f"astronaut_{bpp:g}bpp.png")
         r = res.report
@@ -226,7 +231,8 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
     from .baselines import classic_at_rate
 
     classic = {fmt: [classic_at_rate(signal, fmt, r["bpp"]) for r in rows] for fmt in ("JPEG", "WEBP")}
-    print(f"astronaut {size}x{size}, D'OH SIREN 9x40 + Fourier features, {steps} steps + QAT, 8-bit latent")
+    how = f"{steps} steps + QAT" if steps else f"{budget:g} s per rate (training, QAT, encoding)"
+    print(f"astronaut {size}x{size}, D'OH SIREN 9x40 (default_model), {how}, 8-bit latent")
     print(f"{'target':>7} {'est bpp':>8} {'file bpp':>9} {'bytes':>6} {'latent':>7} {'PSNR':>7} {'SSIM':>7} {'sec':>6}"
           f"   {'JPEG bpp/PSNR':>14} {'WebP bpp/PSNR':>14}")
     for i, r in enumerate(rows):
@@ -267,7 +273,7 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
 
 
 def _cmd_demo(a) -> int:
-    demo(a.out, quick=a.quick, size=a.size, steps=a.steps, progress=not a.quiet)
+    demo(a.out, quick=a.quick, size=a.size, steps=a.steps, budget=a.budget, progress=not a.quiet)
     return 0
 
 

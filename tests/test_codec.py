@@ -88,6 +88,22 @@ def test_bpp_guarantee_tight_budget(astronaut):
     assert len(res.data) <= 4.0 * 32 * 32 / 8
 
 
+def test_compress_defaults_pick_the_latent_parameterisation_by_share(astronaut):
+    # offset when n >= 30 % of the weights (it learns faster), unit below (W0 cannot be cancelled)
+    big = codec.compress(astronaut, bpp=16.0, model=Siren(2, 16, 2, 3), steps=3, qat_steps=0, progress=False)
+    small = codec.compress(astronaut, bpp=3.0, model=Siren(2, 16, 2, 3), steps=3, qat_steps=0, progress=False)
+    weights = 2 * 16 + 2 * 16 * 16 + 16 * 3
+    assert big.report["latent_dim"] >= 0.3 * weights and big.model.latent_scale == "offset"
+    assert small.report["latent_dim"] < 0.3 * weights and small.model.latent_scale == "unit"
+    assert codec.default_model(astronaut).config["fourier_features"] == 0
+
+
+def test_compress_time_budget_bounds_training(astronaut):
+    res = codec.compress(astronaut, bpp=8.0, model=Siren(2, 16, 2, 3), time_budget=2.0, progress=False)
+    assert res.report["bpp"] <= 8.0 and res.report["psnr"] > 12
+    assert res.report["seconds"] < 30  # the clock, not the 10**7-step cap, ended training
+
+
 def test_budget_too_small_is_a_clear_error(astronaut):
     with pytest.raises(hyperproj.HyperprojError, match="cannot hold even the header"):
         codec.compress(astronaut, bpp=0.01, steps=1, progress=False)

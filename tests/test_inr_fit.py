@@ -163,6 +163,20 @@ def test_schedulers_optimizers_callback_and_time_budget(crop32):
     assert {"adam", "adamw", "sgd", "lamb", "radam"} <= set(optimizer_names())
 
 
+def test_named_schedule_follows_the_clock_under_a_time_budget(crop32):
+    # steps is only a cap here: the cosine decay must still reach its floor when time runs out
+    model = Siren(2, 16, 1, 3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    hist = fit(model, crop32, steps=10**7, optimizer=opt, scheduler="cosine", final_lr_ratio=0.1,
+               time_budget=0.6, progress=False, eval_every=10**6)
+    assert hist.stopped_early
+    assert opt.param_groups[0]["lr"] < 0.2e-3  # near 1e-4, not the 1e-3 a step count would give
+    # without a budget the schedule is by steps, as before
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fit(model, crop32, steps=4, optimizer=opt, scheduler="cosine", final_lr_ratio=0.1, progress=False)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
 def test_hooks_param_groups_and_regularization(crop32):
     calls = {"groups": 0, "reg": 0}
 

@@ -148,17 +148,24 @@ def _find_hook(model: nn.Module, name: str) -> tuple[nn.Module, Callable] | None
 
 
 def _make_scheduler(
-    scheduler: Any, optimizer: torch.optim.Optimizer, steps: int, final_lr_ratio: float
+    scheduler: Any, optimizer: torch.optim.Optimizer, steps: int, final_lr_ratio: float,
+    clock: Callable[[], float] | None = None,
 ) -> Any:
+    """``clock()`` (if given) is the share of the time budget spent; a named schedule follows
+    whichever of steps or time is further along, so a time-bounded fit still decays fully."""
     if scheduler is None:
         return None
     if isinstance(scheduler, str):
+
+        def progress(t: int) -> float:
+            return min(max(t / steps, clock() if clock is not None else 0.0), 1.0)
+
         if scheduler == "exponential":
-            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: final_lr_ratio ** min(t / steps, 1.0))
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: final_lr_ratio ** progress(t))
         if scheduler == "cosine":
             return torch.optim.lr_scheduler.LambdaLR(
                 optimizer,
-                lambda t: final_lr_ratio + (1 - final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t / steps, 1.0))),
+                lambda t: final_lr_ratio + (1 - final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress(t))),
             )
         close = difflib.get_close_matches(scheduler, ["exponential", "cosine"], n=2)
         raise HyperprojError(
@@ -220,7 +227,8 @@ def fit(
         scheduler: ``None``, ``"exponential"`` (lr × ``final_lr_ratio`` ** (t/steps)),
             ``"cosine"`` (from lr down to lr × ``final_lr_ratio``), a torch LR scheduler built on
             the given optimizer instance, or ``callable(optimizer) -> scheduler``. Stepped once
-            per step.
+            per step. With ``time_budget``, the named schedules follow whichever of steps or
+            seconds is further along, so ``steps`` may be a generous cap.
         progress: show a tqdm bar with the live metric.
         eval_every: evaluate (``signal.evaluate``) every this many steps and at the end; default
             ``max(1, steps // 20)``.
@@ -281,7 +289,9 @@ def fit(
         groups_fn = getattr(model, "optimizer_param_groups", None)
         params = groups_fn(lr) if callable(groups_fn) else [p for p in model.parameters() if p.requires_grad]
         opt = make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
-    sched = _make_scheduler(scheduler, opt, steps, float(final_lr_ratio))
+    timer = {"spent": 0.0}  # training seconds so far, for a time-based schedule
+    clock = (lambda: timer["spent"] / time_budget) if time_budget is not None else None
+    sched = _make_scheduler(scheduler, opt, steps, float(final_lr_ratio), clock)
 
     history = FitHistory(signal.metric.name, signal.metric.higher_is_better)
     gen = torch.Generator().manual_seed(seed)
@@ -337,6 +347,7 @@ def fit(
                 loss.backward()
             opt.step()
             if sched is not None:
+                timer["spent"] = train_seconds + time.perf_counter() - t0
                 sched.step()
             loss_sum += loss.detach()
             loss_count += 1
