@@ -179,7 +179,7 @@ def main() -> None:
     for route in [*routes, *classic]:
         rs = [r for r in rows if r["route"] == route]
         if rs:
-            mean = lambda k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+            mean = lambda k, rs=rs: sum(r[k] for r in rs) / len(rs)  # noqa: E731
             print(f"| {route} | {len(rs)} | {mean('bpp'):.3f} | {max(r['bpp'] for r in rs):.3f} | "
                   f"{mean('psnr'):.2f} | {mean('ssim'):.3f} | {mean('seconds'):.0f} |")
     if a.curve:
