@@ -87,7 +87,11 @@ _RANS_OVERHEAD = 8  # model id + two float16 + final state (<= 5 bytes): a safe 
 _BATCH_ROWS = 8192  # compress's minibatch for signals with more than 2x this many rows
 _OFFSET_MIN_SHARE = 0.3  # compress uses latent_scale="offset" when n >= this share of the weights
 _STEP_CAP = 10**7  # steps when only a time budget bounds training
-_LATENT_SLACK_BITS = {8: 0.5}  # rans gain on a trained 8-bit latent: 0.7 bits/symbol measured (offset, kodim23)
+# rans gain (bits/symbol below the bit width) that compress budgets for a trained latent. Measured on
+# Kodak at 0.3 bpp (docs/codec.md): offset latents code at 7.2 bits (8-bit) and 6.3 bits (7-bit);
+# unit-scale latents stay near uniform (7.75 bits at 8-bit). A little is kept back: an over-budget
+# file costs a shrink-and-refit round.
+_LATENT_SLACK_BITS = {"offset": {8: 0.7, 7: 0.6, 6: 0.5}, "unit": {8: 0.2}}
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -915,10 +919,11 @@ def compress(
     than the paper's or the unit parameterisation, see the Codec docs) when ``n`` is at least
     30 % of the weights, else with the unit latent, trained (``steps`` Adam
     steps at ``lr``, minibatches of 8,192 rows for signals over 16,384 rows, cosine decay, best
-    state kept), fine-tuned with straight-through fake quantization of latent and biases
-    (``qat_steps``, default ``steps // 5``; 0 disables), quantized and encoded. With
-    ``time_budget`` the clock bounds training (``steps`` defaults to a cap it never reaches, the
-    cosine decay follows the clock, and fine-tuning gets the last 20 %). If the real file is over budget, the latent shrinks to the size the measured
+    state kept), optionally fine-tuned with straight-through fake quantization of latent and
+    biases (``qat_steps``; off by default: measured to cost more training time than it wins
+    back), quantized and encoded. With ``time_budget`` the clock bounds training (``steps``
+    defaults to a cap it never reaches, the cosine decay follows the clock, and fine-tuning, if
+    asked for, gets the last 20 %). If the real file is over budget, the latent shrinks to the size the measured
     bits/symbol allow (warm-started by a least-squares fit of the trained weights, then
     fine-tuned) until it fits; raw bit packing bounds the coded size, so the loop always ends
     under budget. ``max_bytes`` sets the budget in bytes instead (needed for occupancy signals).
@@ -937,7 +942,9 @@ def compress(
         **options: passed to :func:`hyperproj.reparametrize` (``init``, ``latent_scale``, ...).
 
     Returns:
-        :class:`CompressResult` with the *decoded* model and its metrics.
+        :class:`CompressResult` with the *decoded* model and its metrics; ``report`` also holds
+        ``unquantized`` (the trained float model's metrics: the gap is what rounding cost) and
+        ``latent_bits_per_symbol`` (the coded latent's real cost).
 
     Examples:
         >>> import skimage.data
@@ -974,9 +981,9 @@ def compress(
         fit_options.setdefault("batch_size", _BATCH_ROWS)
     if steps is None:  # with a time budget the clock ends training and steps is only a cap
         steps = _STEP_CAP if time_budget is not None else 2000
-    if qat_steps is None:
-        qat_steps = _STEP_CAP if time_budget is not None else steps // 5
-    qat_steps = int(qat_steps)
+    # measured (docs/codec.md): fine-tuning with rounding in the loop cost more training time than
+    # it won back, so it is off unless asked for
+    qat_steps = 0 if qat_steps is None else int(qat_steps)
 
     # --- the latent size from the budget (known before training) -----------------------------
     from .targets import select_targets
@@ -1002,12 +1009,15 @@ def compress(
         high = min(P if cap is None else cap, _MAX_LATENT)
         return _largest_n(lambda n: _size_bound(like, n, bits, bias_bits, npar, ntens, bps) <= budget, high)
 
-    slack = _LATENT_SLACK_BITS.get(_width(bits), 0.0) if method == "rans" else 0.0
-    est_bps = _width(bits) - slack
+    def est_bps(latent_scale: str) -> float:  # budgeted bits per latent symbol
+        slack = _LATENT_SLACK_BITS.get(latent_scale, {}).get(_width(bits), 0.0) if method == "rans" else 0.0
+        return _width(bits) - slack
+
+    scale_guess = options.get("latent_scale", "unit" if "groups" in options else "offset")
     if model is None:
         # D'OH's 9 x 40 target; wider only when the budget buys more latent values than weights
         probe = default_model(signal)
-        model = default_model(signal, latent_dim=plan(probe, est_bps, cap=_MAX_LATENT))
+        model = default_model(signal, latent_dim=plan(probe, est_bps(scale_guess), cap=_MAX_LATENT))
     _spec_of(model)  # validates the model early
     n_safe = plan(model, None)
     if n_safe < 1:
@@ -1015,12 +1025,14 @@ def compress(
             f"compress: a budget of {budget} bytes ({8 * budget / max(samples, 1):.4g} bpp) cannot "
             "hold even the header and the biases of this model; raise bpp or use a smaller model"
         )
-    n = latent_dim if latent_dim is not None else max(plan(model, est_bps), n_safe)
+    n = latent_dim if latent_dim is not None else max(plan(model, est_bps(scale_guess)), n_safe)
     if "groups" not in options and "latent_scale" not in options:
         # offset learns fastest while the latent spans enough of the weights; below ~30 % the
         # frozen random W0 cannot be cancelled and training fails (kodim01 at 256 px, 6 %:
         # 8 dB offset vs 19.7 dB unit), so small latents use the unit scale
         options["latent_scale"] = "offset" if n >= _OFFSET_MIN_SHARE * layout(model)[0] else "unit"
+        if options["latent_scale"] != scale_guess and latent_dim is None:  # it codes less tightly
+            n = max(plan(model, est_bps(options["latent_scale"])), n_safe)
     if options.get("latent_scale", "unit") == "unit":
         options.setdefault("latent_lr_scale", 10.0)
         lr = lr if lr_given else 3e-3  # measured best for the unit latent (previous default)
@@ -1031,6 +1043,7 @@ def compress(
     hyper = None
     remaining_steps = steps
     eval_seconds: float | None = None
+    unquantized: dict[str, float] = {}
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -1045,10 +1058,12 @@ def compress(
             eval_seconds = time.perf_counter() - tic
         left = None if time_budget is None else time_budget - (time.perf_counter() - t0)
         # passes still to come: 2 in this fit, 4 around fine-tuning, 1 for the report
-        reserve = 0.0 if eval_seconds is None else 7 * eval_seconds + 1.0
+        reserve = 0.0 if eval_seconds is None else (3 + 4 * bool(qat_steps)) * eval_seconds + 1.0
         main_budget = None if left is None else max((left - reserve) * (1 - 0.2 * bool(qat_steps)), 0.5)
         if remaining_steps > 0:
-            fit(hyper, signal, remaining_steps, lr=lr, progress=progress, time_budget=main_budget, **fit_options)
+            history = fit(hyper, signal, remaining_steps, lr=lr, progress=progress, time_budget=main_budget,
+                          **fit_options)
+            unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
         if qat_steps > 0:
             left = None if time_budget is None else max(
                 time_budget - (time.perf_counter() - t0) - 5 * (eval_seconds or 0.0) - 1.0, 0.5)
@@ -1097,5 +1112,8 @@ def compress(
         report["target_bpp"] = 8 * budget / samples if max_bytes is not None else bpp
         report["est_bpp"] = (hyper.latent_dim * _width(bits) + npar * _width(bias_bits)) / samples
         report["bpp"] = 8 * len(data) / samples
+    report["latent_bits_per_symbol"] = 8 * len(read_container(data)[1]["z"]) / hyper.latent_dim
     report.update(signal.evaluate(decoded))
+    # the trained float model before rounding (the state fit kept): what quantization cost
+    report["unquantized"] = {k: v for k, v in unquantized.items() if k in report}
     return CompressResult(model=decoded, data=data, report=report)

@@ -24,6 +24,7 @@ from hyperproj.inr import (
     model_spec,
     register_model,
 )
+from hyperproj.inr.models import sine_linear
 
 
 def n_params(m: torch.nn.Module) -> int:
@@ -57,6 +58,51 @@ def test_siren_init_ranges_and_roles():
         assert lin.weight.abs().max() > 0.9 * hidden_bound
     # Bias keeps nn.Linear's default U(±1/sqrt(fan_in)).
     assert lins[1].bias.abs().max() <= 1 / math.sqrt(64)
+
+
+def _plain_sine(x, w, b, omega):
+    return torch.sin(omega * torch.nn.functional.linear(x, w, b))
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(rows=st.integers(1, 9), fan_in=st.integers(1, 6), fan_out=st.integers(1, 6),
+       omega=st.floats(0.5, 40.0), bias=st.booleans(), lead=st.booleans())
+def test_sine_linear_matches_the_plain_expression_to_second_order(rows, fan_in, fan_out, omega, bias, lead):
+    """The fused op is the same function: values, gradients and second derivatives (float64)."""
+    g = torch.Generator().manual_seed(rows * 100 + fan_in * 10 + fan_out)
+    shape = (2, rows, fan_in) if lead else (rows, fan_in)
+    x = (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1).requires_grad_()
+    w = (torch.randn(fan_out, fan_in, generator=g, dtype=torch.float64) / fan_in).requires_grad_()
+    b = torch.randn(fan_out, generator=g, dtype=torch.float64).requires_grad_() if bias else None
+    args = (x, w) + ((b,) if bias else ())
+
+    def fused(*a):
+        return sine_linear(a[0], a[1], a[2] if bias else None, omega)
+
+    torch.testing.assert_close(fused(*args), _plain_sine(x, w, b, omega))
+    assert torch.autograd.gradcheck(fused, args)
+    assert torch.autograd.gradgradcheck(fused, args)
+
+
+def test_sine_linear_under_torch_func_and_compile():
+    x = torch.rand(7, 3, dtype=torch.float64)
+    b = torch.rand(4, dtype=torch.float64)
+    ws = torch.rand(5, 4, 3, dtype=torch.float64)
+    vm = torch.func.vmap(lambda w: sine_linear(x, w, b, 3.0))(ws)
+    torch.testing.assert_close(vm, torch.func.vmap(lambda w: _plain_sine(x, w, b, 3.0))(ws))
+    h = torch.func.hessian(lambda w: sine_linear(x, w, b, 3.0).sum())(ws[0])  # forward-over-reverse
+    torch.testing.assert_close(h, torch.func.hessian(lambda w: _plain_sine(x, w, b, 3.0).sum())(ws[0]))
+    net = Siren(2, 8, 1, 3)
+    pts = torch.rand(10, 2)
+    torch.testing.assert_close(torch.compile(net, fullgraph=True)(pts), net(pts), rtol=1e-5, atol=1e-5)
+
+
+def test_sine_linear_under_bfloat16_autocast_trains():
+    net = Siren(2, 8, 1, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.rand(16, 2))
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.parameters())
 
 
 def test_siren_not_outermost_linear_ends_in_sine():

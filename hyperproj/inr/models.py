@@ -19,7 +19,7 @@ from torch import nn
 from .._errors import HyperprojError
 from .registry import register_model
 
-__all__ = ["FourierFeatures", "SineLayer", "Siren", "MLP"]
+__all__ = ["FourierFeatures", "SineLayer", "Siren", "MLP", "sine_linear"]
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
@@ -91,11 +91,85 @@ class FourierFeatures(nn.Module):
         return f"in_features={self.in_features}, num_frequencies={self.num_frequencies}, include_input={self.include_input}"
 
 
+class _SineLinear(torch.autograd.Function):
+    """``sin(pre)`` with ``pre = x (ωW)ᵀ + ωb``: one GEMM and one sine forward, one cosine and one
+    multiply backward (autograd's composition of ``linear``, ``mul`` and ``sin`` makes two more
+    passes over the activations each way). ``pre`` is a second, differentiable output, so higher
+    derivatives stay exact (the backward is written in differentiable ops); ``vmap`` works through
+    the generated rule."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, weight, bias, omega):
+        pre = torch.nn.functional.linear(x, weight * omega, None if bias is None else bias * omega)
+        return torch.sin(pre), pre
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, omega = inputs
+        ctx.save_for_backward(x, weight, output[1])
+        ctx.save_for_forward(x, weight, output[1])
+        ctx.omega = omega
+        ctx.has_bias = bias is not None
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def jvp(ctx, x_t, weight_t, bias_t, _omega_t):  # forward mode (jacfwd, hessian)
+        x, weight, pre = ctx.saved_tensors
+        omega = ctx.omega
+        pre_t = torch.zeros_like(pre)
+        if x_t is not None:
+            pre_t = pre_t + torch.nn.functional.linear(x_t, weight * omega)
+        if weight_t is not None:
+            pre_t = pre_t + torch.nn.functional.linear(x, weight_t * omega)
+        if bias_t is not None:
+            pre_t = pre_t + bias_t * omega
+        return torch.cos(pre) * pre_t, pre_t
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_pre):
+        x, weight, pre = ctx.saved_tensors
+        omega = ctx.omega
+        gp = None
+        if grad_out is not None:
+            gp = torch.cos(pre) * grad_out
+        if grad_pre is not None:
+            gp = grad_pre if gp is None else gp + grad_pre
+        if gp is None:
+            return None, None, None, None
+        gx = gw = gb = None
+        dt = gp.dtype  # under autocast the activations may be lower precision than the weights
+        if ctx.needs_input_grad[0]:
+            gx = (gp @ (weight * omega).to(dt)).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            gw = (gp.reshape(-1, gp.shape[-1]).t() @ x.reshape(-1, x.shape[-1]).to(dt)).to(weight.dtype) * omega
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gp.reshape(-1, gp.shape[-1]).sum(0).to(ctx.bias_dtype) * omega
+        return gx, gw, gb, None
+
+
+def sine_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, omega: float) -> torch.Tensor:
+    """``sin(omega * (x Wᵀ + b))`` as one fused op (the same values as the plain expression, to
+    float rounding; about 1.25–1.9× faster to train on a CPU, ``benchmarks/fit_step.py``).
+
+    Examples:
+        >>> x, w, b = torch.rand(5, 3), torch.rand(4, 3), torch.rand(4)
+        >>> torch.allclose(sine_linear(x, w, b, 30.0), torch.sin(30.0 * (x @ w.t() + b)), atol=1e-5)
+        True
+    """
+    if torch.compiler.is_compiling():  # inductor fuses the plain expression itself
+        return torch.sin(omega * torch.nn.functional.linear(x, weight, bias))
+    return _SineLinear.apply(x, weight, bias, float(omega))[0]
+
+
 class SineLayer(nn.Module):
     """``sin(omega * (W x + b))`` with SIREN's initialisation for its ``role``.
 
     Weights: first layer U(±1/fan_in); hidden and last U(±sqrt(6/fan_in)/omega). The bias keeps
-    ``nn.Linear``'s default U(±1/sqrt(fan_in)), as in the SIREN reference code.
+    ``nn.Linear``'s default U(±1/sqrt(fan_in)), as in the SIREN reference code. Runs as one fused
+    op (:func:`sine_linear`).
 
     Examples:
         >>> layer = SineLayer(2, 8, omega=30.0, role="first")
@@ -110,7 +184,7 @@ class SineLayer(nn.Module):
         siren_init_(self.linear, role, self.omega)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sin(self.omega * self.linear(x))
+        return sine_linear(x, self.linear.weight, self.linear.bias, self.omega)
 
     def extra_repr(self) -> str:
         return f"omega={self.omega}"
