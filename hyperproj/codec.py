@@ -209,11 +209,29 @@ def _signal_meta(signal: Any) -> dict[str, Any] | None:
 # ----------------------------------------------------------------------------------- quantize
 
 
+def _bias_period(hyper: HyperModel, name: str) -> float | None:
+    """The period a module declares for a parameter its output is periodic in (``hyperproj_bias_period``
+    on the owner of a ``bias``, e.g. a sine layer's ``2π/ω``), else ``None``."""
+    prefix, _, leaf = name.rpartition(".")
+    if leaf != "bias":
+        return None
+    period = getattr(hyper.get_submodule(prefix) if prefix else hyper, "hyperproj_bias_period", None)
+    return float(period) if isinstance(period, (int, float)) and math.isfinite(period) and period > 0 else None
+
+
+def _wrap_periodic(value: torch.Tensor, period: float | None) -> torch.Tensor:
+    """``value`` moved into ``[-period/2, period/2)`` by whole periods (the same function, a smaller range)."""
+    if period is None:
+        return value
+    half = period / 2
+    return torch.remainder(value + half, period) - half
+
+
 def _quantize_parts(hyper: HyperModel, bits: Bits, bias_bits: Bits):
     zq, zr = _quantize_tensor(hyper.latent.detach(), bits)
     parts = []
     for name, p in _untargeted(hyper):
-        q, r = _quantize_tensor(p.detach(), bias_bits)
+        q, r = _quantize_tensor(_wrap_periodic(p.detach(), _bias_period(hyper, name)), bias_bits)
         parts.append((name, q, r))
     return (zq, zr), parts
 

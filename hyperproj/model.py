@@ -196,6 +196,7 @@ class HyperModel(nn.Module):
         """For ``latent_scale="offset"``: ``W0 = B z0`` and each layer's update gain ``1/(√n s_l)``."""
         if self.latent_scale != "offset":
             self.register_buffer("offset_weights", None, persistent=False)
+            self.register_buffer("_gain_vector", None, persistent=False)
             self._gains = None
             return
         with torch.no_grad():
@@ -204,6 +205,9 @@ class HyperModel(nn.Module):
         self.register_buffer("offset_weights", w0, persistent=False)
         n = self.latent_dim
         self._gains = [1.0 / (math.sqrt(n) * s) for s in self.projection.layer_scales]
+        sizes = torch.tensor([b - a for a, b in zip(self.projection.offsets, self.projection.offsets[1:])])
+        gain_vec = torch.repeat_interleave(torch.tensor(self._gains, dtype=torch.float64), sizes)
+        self.register_buffer("_gain_vector", gain_vec.to(w0.dtype), persistent=False)
 
     # ------------------------------------------------------------------ generation and forward
     @property
@@ -235,13 +239,14 @@ class HyperModel(nn.Module):
         """
         z = self.latent if latent is None else latent
         flat = self.projection(z)
-        out = {}
+        if self.offset_weights is not None:  # W0 + gain_l · B_l z for all layers in one op
+            flat = torch.addcmul(self.offset_weights, flat, self._gain_vector)
         offsets = self.projection.offsets
-        for i, name in enumerate(self.target_names):
-            w = flat[..., offsets[i] : offsets[i + 1]]
-            if self.offset_weights is not None:
-                w = self.offset_weights[offsets[i] : offsets[i + 1]] + w * self._gains[i]
-            w = w.reshape(*flat.shape[:-1], *self._shapes[i])
+        # one split (its backward is one concatenation, not a zero-filled copy per layer)
+        parts = flat.split([b - a for a, b in zip(offsets, offsets[1:])], dim=-1)
+        out = {}
+        for name, w, shape in zip(self.target_names, parts, self._shapes):
+            w = w.reshape(*flat.shape[:-1], *shape)
             for alias in self._aliases[name]:
                 out[alias] = w
         return out

@@ -68,6 +68,26 @@ def test_stored_scales_for_data_dependent_init():
     assert torch.equal(codec.decode(blob)(x), codec.quantize(hyper)(x))
 
 
+def test_sine_biases_are_wrapped_into_one_period_before_rounding():
+    """sin(ω(Wx + b)) is periodic in b: the file stores b moved into [-π/ω, π/ω), the same
+    function at a finer step (a first-layer bias spread over many periods would otherwise waste
+    the bias bits)."""
+    hyper = hyperproj.reparametrize(Siren(2, 16, 1, 3), 60, 0, latent_scale="offset")
+    period = 2 * torch.pi / 30.0
+    with torch.no_grad():
+        hyper.base.net[0].linear.bias.copy_(torch.linspace(-3, 3, 16))  # ~29 periods of spread
+    x = torch.rand(200, 2) * 2 - 1
+    decoded = codec.decode(codec.encode(hyper, bits=16, bias_bits=16))
+    first = decoded.base.net[0].linear.bias
+    assert first.abs().max() <= period / 2 + 1e-6
+    torch.testing.assert_close(decoded(x), hyper(x), atol=2e-4, rtol=0)
+    # at 10 bits the wrapped bias is rounded ~29x more finely than the raw range would allow
+    err_wrapped = (codec.quantize(hyper, bias_bits=10)(x) - hyper(x)).abs().max()
+    assert err_wrapped < 0.002  # 0.008 without the wrap
+    # the output's last layer has no sine: its bias is not wrapped
+    assert codec._bias_period(hyper, "base.net.2.bias") is None
+
+
 def test_compress_file_decompress_bit_exact_and_bpp_guarantee(trained_file, astronaut, tmp_path):
     res = trained_file
     assert res.report["bpp"] <= 6.0

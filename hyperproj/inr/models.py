@@ -169,7 +169,9 @@ class SineLayer(nn.Module):
 
     Weights: first layer U(±1/fan_in); hidden and last U(±sqrt(6/fan_in)/omega). The bias keeps
     ``nn.Linear``'s default U(±1/sqrt(fan_in)), as in the SIREN reference code. Runs as one fused
-    op (:func:`sine_linear`).
+    op (:func:`sine_linear`). The output is periodic in the bias (period ``2π/omega``), declared as
+    ``linear.hyperproj_bias_period``: the codec wraps the bias into ``[-π/omega, π/omega)`` before
+    quantizing it, the same function at a finer quantization step.
 
     Examples:
         >>> layer = SineLayer(2, 8, omega=30.0, role="first")
@@ -182,6 +184,8 @@ class SineLayer(nn.Module):
         self.omega = float(omega)
         self.linear = nn.Linear(in_features, out_features)
         siren_init_(self.linear, role, self.omega)
+        # sin(ω(Wx + b)) is periodic in b: the codec wraps b into one period before rounding
+        self.linear.hyperproj_bias_period = 2 * math.pi / self.omega
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return sine_linear(x, self.linear.weight, self.linear.bias, self.omega)
