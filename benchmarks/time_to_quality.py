@@ -5,8 +5,8 @@ runs with ``time_budget`` seconds for *everything* (training, fine-tuning, encod
 printed PSNR is the decoded file's, at the file's real bpp. Routes:
 
 * ``offset`` — the library default: offset D'OH (``W = W0 + R z``), SIREN 9 x 40, minibatches of
-  8,192 pixels, Adam lr 1e-3 with cosine decay over the clock, 20 % of the time for fake-quant
-  fine-tuning, 8-bit latent, 10-bit biases, rans.
+  8,192 pixels, Adam lr 1e-3 with cosine decay over the clock, divergence roll-back, no
+  fake-quant fine-tuning, 8-bit latent, 10-bit biases (sine biases wrapped to one period), rans.
 * ``unit`` — the previous default: unit-scale latent (scale folded into ``B``), latent lr x 10.
 * ``paper`` — the D'OH paper's parameterisation (latent U(+-1/n)) at lr 1e-6.
 * ``coin`` — plain SIREN (9 hidden layers, width chosen so its float16 weights fill the same

@@ -961,8 +961,9 @@ def compress(
 
     Returns:
         :class:`CompressResult` with the *decoded* model and its metrics; ``report`` also holds
-        ``unquantized`` (the trained float model's metrics: the gap is what rounding cost) and
-        ``latent_bits_per_symbol`` (the coded latent's real cost).
+        ``unquantized`` (the trained float model's metrics: the gap is what rounding cost),
+        ``latent_bits_per_symbol`` (the coded latent's real cost) and ``recoveries`` (divergences
+        that :func:`~hyperproj.inr.fit` rolled back, ``(step, lr factor)``).
 
     Examples:
         >>> import skimage.data
@@ -1062,6 +1063,7 @@ def compress(
     remaining_steps = steps
     eval_seconds: float | None = None
     unquantized: dict[str, float] = {}
+    recoveries: list[tuple[int, float]] = []
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -1082,6 +1084,7 @@ def compress(
             history = fit(hyper, signal, remaining_steps, lr=lr, progress=progress, time_budget=main_budget,
                           **fit_options)
             unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
+            recoveries += history.recoveries
         if qat_steps > 0:
             left = None if time_budget is None else max(
                 time_budget - (time.perf_counter() - t0) - 5 * (eval_seconds or 0.0) - 1.0, 0.5)
@@ -1123,6 +1126,7 @@ def compress(
         "budget_bytes": budget,
         "file_bytes": len(data),
         "attempts": attempts,
+        "recoveries": recoveries,
         "seconds": seconds,
     }
     npar = sum(p.numel() for _, p in _untargeted(hyper))

@@ -236,6 +236,54 @@ def test_fit_type_errors_and_divergence(crop32):
         fit(Exploding(), crop32, steps=2, progress=False)
 
 
+class _BlowsUpOnce(torch.nn.Module):
+    """A SIREN whose weights are kicked far off at one training step, as a diverging Adam would."""
+
+    def __init__(self, at_call: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = Siren(2, 16, 1, 3)
+        self.calls, self.at_call = 0, at_call
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.at_call:
+                with torch.no_grad():
+                    for p in self.net.parameters():
+                        p.mul_(50.0)
+        return self.net(x)
+
+
+def test_fit_rolls_back_a_divergence_and_halves_lr(crop32):
+    # Siren(2, 16, 1, 3) on the 32 px crop: a plain 150-step fit reaches ~24 dB; kicking every
+    # weight 50x at step 25 wrecks it (loss 41 against ~0.01 before).
+    model = _BlowsUpOnce(at_call=25)
+    hist = fit(model, crop32, steps=150, lr=1e-3, progress=False, eval_every=50)
+    assert hist.recoveries == [(30, 0.5)]  # caught at the first check after the blow-up
+    assert hist.best[1] > 18  # trained on from the healthy state instead of the wreck
+    with pytest.raises(HyperprojError, match=r"at step 30 after 0 roll-back\(s\)"):  # recover=0: fail fast
+        fit(_BlowsUpOnce(at_call=25), crop32, steps=150, lr=1e-3, progress=False, eval_every=50, recover=0)
+
+
+def test_fit_divergence_beyond_the_recovery_budget_raises(crop32):
+    class AlwaysNaN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            bad = self.training and self.calls > 12
+            return x[:, :1].repeat(1, 3) * self.w * (math.nan if bad else 1.0)
+
+    with pytest.raises(HyperprojError, match=r"after 2 roll-back\(s\); lower lr"):
+        fit(AlwaysNaN(), crop32, steps=100, progress=False, eval_every=100, recover=2)
+    with pytest.raises(HyperprojError, match="recover must be an int"):
+        fit(AlwaysNaN(), crop32, steps=1, progress=False, recover=-1)
+
+
 def test_fit_works_on_hypermodel(crop32):
     hyperproj = pytest.importorskip("hyperproj")
     if not hasattr(hyperproj, "reparametrize"):

@@ -42,7 +42,9 @@ def test_golden_values():
     far = torch.tensor([0, 1_000_000, 2**40])
     assert rng.hash_indices(12345, 7, far).tolist() == GOLDEN_BITS_FAR
     assert rng.uniform(7, 1, 0, 4).tolist() == GOLDEN_UNIFORM
-    assert rng.normal(7, 1, 0, 3).tolist() == GOLDEN_NORMAL
+    # Box-Muller goes through log/cos, which may differ by an ulp between CPUs / math libraries
+    # (documented in hyperproj.rng); everything built from integer bits above is exact.
+    assert rng.normal(7, 1, 0, 3).tolist() == pytest.approx(GOLDEN_NORMAL, rel=4e-7, abs=0)
     assert rng.rademacher(7, 1, 0, 8).tolist() == GOLDEN_RADEMACHER
 
 

@@ -15,7 +15,7 @@ from .fit import FitHistory, fit, make_optimizer, optimizer_names
 from .incode import Harmonizer, Incode, IncodeComposer
 from .local_global import LocalGlobal, auto_partition_factors, crop, extend
 from .metrics import iou, psnr, ssim
-from .models import MLP, FourierFeatures, SineLayer, Siren
+from .models import MLP, FourierFeatures, SineLayer, Siren, sine_linear
 from .registry import build_model, model_names, model_spec, register_model
 from .signals import AudioSignal, ImageSignal, MetricSpec, OccupancySignal, Signal, grid_coords
 
@@ -33,6 +33,7 @@ __all__ = [
     "OccupancySignal",
     "Signal",
     "SineLayer",
+    "sine_linear",
     "Siren",
     "auto_partition_factors",
     "build_model",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .._errors import HyperprojError
 
@@ -83,7 +82,6 @@ def ssim(
         raise HyperprojError(f"hyperproj.inr.metrics.ssim: expected (H, W) or (H, W, C), got {tuple(pred.shape)}")
     x = pred.permute(2, 0, 1)[None].double()
     y = target.permute(2, 0, 1)[None].double()
-    c = x.shape[1]
     size = min(win_size, x.shape[-2], x.shape[-1])
     size -= 1 - size % 2
     g = _gaussian(size, sigma, torch.float64)
