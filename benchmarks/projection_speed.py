@@ -285,9 +285,24 @@ def state_mb(model: nn.Module) -> float:
 # --------------------------------------------------------------------------- part 1: SIREN
 
 
+def library_siren() -> nn.Module:
+    """``hyperproj.inr.Siren(2, 40, 8, 3)``: the same 9x40 SIREN with the library's fused sine layer.
+
+    Example:
+        >>> sum(p.numel() for p in library_siren().parameters())
+        13363
+    """
+    from hyperproj.inr import Siren
+
+    return Siren(2, 40, 8, 3)
+
+
+SIREN_FACTORY = make_siren
+
+
 def siren_table(fracs, batches, kinds, rounds, streamed_batches, streamed_rounds):
     torch.manual_seed(0)
-    base = make_siren()
+    base = SIREN_FACTORY()
     projected = sum(m.weight.numel() for m in base.modules() if isinstance(m, nn.Linear))
     x_all, y_all, source = image_data(max(batches))
     print(f"\n## SIREN 9x40: {sum(p.numel() for p in base.parameters())} parameters, "
@@ -488,8 +503,13 @@ def main(argv=None) -> None:
     ap.add_argument("--quality", type=int, default=0, metavar="STEPS",
                     help="also fit astronaut 128x128 for STEPS steps: PSNR dense vs fastfood")
     ap.add_argument("--quality-lr", type=float, default=1e-2, help="latent lr of --quality")
+    ap.add_argument("--library-siren", action="store_true",
+                    help="time hyperproj.inr.Siren (fused sine layer) instead of the plain nn.Sequential SIREN")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.library_siren:
+        global SIREN_FACTORY
+        SIREN_FACTORY = library_siren
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._child:

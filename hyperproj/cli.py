@@ -55,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decompress", help="render a .hpz file back into an image")
     d.add_argument("input")
     d.add_argument("-o", "--output", help="output image (default: INPUT with suffix _dec.png)")
+    d.add_argument("--base", help="modulation latents files only: the base-network .hpz they were coded against")
+    d.add_argument("--shape", type=int, nargs="+", metavar="N",
+                   help="modulation latents files only: the grid one latent renders on (default: stored in the file)")
+    d.add_argument("--columns", type=int, default=None,
+                   help="modulation latents files only: patches per row of the output mosaic (default: about sqrt(count))")
 
     i = sub.add_parser("info", help="header fields and rate breakdown of a .hpz file")
     i.add_argument("input")
@@ -129,10 +134,58 @@ def _cmd_compress(a) -> int:
     return 0
 
 
+def _file_kind(path: str) -> str | None:
+    """The header's ``"K"`` (None for D'OH signal files); the codec reports unreadable files."""
+    from ._container import read_container
+    from ._errors import HyperprojError
+
+    try:
+        header, _ = read_container(Path(path).read_bytes())
+    except (HyperprojError, OSError):
+        return None
+    kind = header.get("K")
+    return kind if isinstance(kind, str) else None
+
+
+def _decompress_latents(a, out: Path) -> int:
+    import math
+
+    import numpy as np
+    from PIL import Image
+
+    from .modulation import coding
+
+    if not a.base:
+        raise _CliError(f"{a.input!r} is a modulation latents file: pass --base BASE.hpz (the base network it was coded against)")
+    patches = coding.render_file(a.input, a.base, tuple(a.shape) if a.shape else None)
+    n = len(patches)
+    if patches.ndim != 4 or patches.shape[-1] not in (1, 3):
+        raise _CliError(f"only 2-D image latents can be drawn as PNG; these render to shape {patches.shape[1:]}")
+    cols = a.columns or math.ceil(math.sqrt(n))
+    if cols < 1:
+        raise _CliError(f"--columns must be >= 1, got {cols}")
+    rows = math.ceil(n / cols)
+    h, w, c = patches.shape[1:]
+    mosaic = np.zeros((rows * h, cols * w, c), np.uint8)
+    for i, p in enumerate(patches):
+        r, k = divmod(i, cols)
+        mosaic[r * h:(r + 1) * h, k * w:(k + 1) * w] = p
+    Image.fromarray(mosaic[..., 0] if c == 1 else mosaic).save(out)
+    print(f"{out}: {n} patches of {h}x{w} in a {cols}x{rows} mosaic ({mosaic.shape[1]}x{mosaic.shape[0]})")
+    return 0
+
+
 def _cmd_decompress(a) -> int:
     from . import codec
 
     out = Path(a.output) if a.output else Path(a.input).with_name(Path(a.input).stem + "_dec.png")
+    kind = _file_kind(a.input)
+    if kind == "mod-latents/1":
+        return _decompress_latents(a, out)
+    if kind == "mod-base/1":
+        raise _CliError(f"{a.input!r} is a modulation base network, not a signal: decompress a latents file with --base {a.input}")
+    if a.base or a.shape or a.columns:
+        raise _CliError("--base, --shape and --columns apply only to modulation latents files")
     model = codec.decompress(a.input)
     img = codec.render(model)
     if not hasattr(img, "save"):
@@ -145,6 +198,23 @@ def _cmd_decompress(a) -> int:
 def _cmd_info(a) -> int:
     from . import codec
 
+    kind = _file_kind(a.input)
+    if kind is not None and kind.startswith("mod-"):
+        from .modulation import coding
+
+        if kind == "mod-latents/1":
+            rep = coding.latents_file_info(a.input)
+        else:
+            base = coding.load_base(a.input)
+            rep = {"kind": base.kind, "config": base.config, "hash": coding.base_hash(Path(a.input).read_bytes()),
+                   "parameters": sum(p.numel() for p in base.parameters()), "bytes": Path(a.input).stat().st_size}
+        rep = {"file_kind": kind, **rep}
+        if a.json:
+            print(json.dumps(rep, indent=1))
+        else:
+            for key, value in rep.items():
+                print(f"{key:15s} {value}")
+        return 0
     rep = codec.info(a.input)
     if a.json:
         print(json.dumps(rep, indent=1))

@@ -124,6 +124,25 @@ def test_compress_time_budget_bounds_training(astronaut):
     assert res.report["seconds"] < 30  # the clock, not the 10**7-step cap, ended training
 
 
+def test_over_budget_without_time_left_codes_one_bit_coarser(astronaut, monkeypatch):
+    # A latent a few % too large for the budget, and (forced) no time left to fine-tune a smaller
+    # one: the trained latent is coded with 7 bits instead of being re-planned from a warm start.
+    model = Siren(2, 16, 2, 3)
+    fits = codec.compress(astronaut, bpp=4.0, model=model, steps=60, progress=False)
+    n = int(fits.report["latent_dim"] * 1.06)
+    monkeypatch.setattr(codec, "_REPLAN_MIN_TIME_SHARE", 1.0)
+    res = codec.compress(astronaut, bpp=4.0, model=model, latent_dim=n, steps=60, time_budget=60.0,
+                         progress=False)
+    first, second = res.report["attempts"]
+    assert first["bits"] == 8 and first["bytes"] > res.report["budget_bytes"]
+    assert second == {"latent_dim": n, "bits": 7, "bytes": len(res.data)}
+    assert res.report["bits"] == 7 and res.report["latent_dim"] == n
+    assert len(res.data) <= res.report["budget_bytes"]
+    assert codec.info(res.data)["header"]["bits"] == 7
+    # rounding one bit coarser costs little next to the float model it came from
+    assert res.report["psnr"] > res.report["unquantized"]["psnr"] - 1.5
+
+
 def test_budget_too_small_is_a_clear_error(astronaut):
     with pytest.raises(hyperproj.HyperprojError, match="cannot hold even the header"):
         codec.compress(astronaut, bpp=0.01, steps=1, progress=False)

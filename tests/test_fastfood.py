@@ -310,3 +310,25 @@ def test_errors():
         FastfoodProjection(4, [10], [1.0], seed=0, distribution="cauchy")
     with pytest.raises(HyperprojError, match="seed"):
         FastfoodProjection(4, [10], [1.0], seed=-1)
+
+
+def test_operator_node_higher_order_and_forward_mode():
+    # forward/adjoint are single autograd nodes; check double backward, jvp and vmap-of-grad
+    # against the operator's own dense rows.
+    p = FastfoodProjection(9, [20, 7], [1.0, 0.5], seed=3).double()
+    with torch.no_grad():
+        dense = p(torch.eye(9, dtype=torch.float64)).T  # (27, 9)
+    z = torch.randn(9, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(27, dtype=torch.float64)
+    loss = (p(z) ** 2 * a).sum()  # z^T V^T diag(a) V z: Hessian 2 V^T diag(a) V
+    (g,) = torch.autograd.grad(loss, z, create_graph=True)
+    hess = torch.stack([torch.autograd.grad(g[i], z, retain_graph=True)[0] for i in range(9)])
+    assert torch.allclose(hess, 2 * dense.T @ (a[:, None] * dense), atol=1e-8)
+    dz = torch.randn(9, dtype=torch.float64)
+    _, tangent = torch.func.jvp(p, (z.detach(),), (dz,))
+    assert torch.allclose(tangent, dense @ dz, atol=1e-10)
+    _, tangent = torch.func.jvp(p.adjoint, (a,), (a,))
+    assert torch.allclose(tangent, dense.T @ a, atol=1e-10)
+    grads = torch.func.vmap(torch.func.grad(lambda v: (p(v) * a).sum()))(torch.randn(4, 9, dtype=torch.float64))
+    assert torch.allclose(grads, (dense.T @ a).expand(4, 9), atol=1e-10)
+    assert torch.autograd.gradgradcheck(p, (z,))

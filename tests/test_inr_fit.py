@@ -49,6 +49,27 @@ def test_siren_fits_real_photo_crop(crop64, seed):
     assert crop64.evaluate(model)["ssim"] > 0.9
 
 
+def test_hypermodel_at_full_latent_trains_close_to_the_plain_siren(crop64):
+    # The same Siren(2, 64, 3, 3), 200 full-batch Adam steps at fit's default lr, plain vs
+    # reparametrized at 100 % latent (n = 12,608 = its weight count) with the offset latent that
+    # compress uses (W = W0 + R z, fastfood chosen by "auto"). Observed (seeds 0 / 1 / 2):
+    # plain 37.66 / 38.64 / 38.45 dB, D'OH 36.38 / 35.66 / 36.20 (gap 1.28 / 2.98 / 2.25 dB; at
+    # 400 steps 1.10 / 1.31 / 2.32). The 1 dB target is NOT met yet; this pins the gap
+    # so that a regression shows. The default unit latent is far behind at this step count
+    # (26-27 dB after 100 steps against 34-35), which is why compress switches to offset.
+    import hyperproj
+
+    torch.manual_seed(0)
+    plain = Siren(2, 64, 3, 3)
+    weights = sum(p.numel() for n, p in plain.named_parameters() if n.endswith("weight"))
+    torch.manual_seed(0)
+    hyper = hyperproj.reparametrize(Siren(2, 64, 3, 3), latent_dim=weights, seed=0, latent_scale="offset")
+    a = fit(plain, crop64, steps=200, lr=1e-3, progress=False, eval_every=50).best[1]
+    b = fit(hyper, crop64, steps=200, lr=1e-3, progress=False, eval_every=50).best[1]
+    assert a >= 35.0
+    assert b >= a - 3.0
+
+
 def test_audio_fit_improves_psnr():
     # 4,096 samples (85 ms, the spoken word) of an alsa-utils voice clip; SIREN with
     # first_omega=3000 as in the SIREN paper's audio experiments, Adam lr 1e-3 (1e-4 gained only

@@ -345,3 +345,47 @@ def test_training_photos_are_real_and_not_kodak():
     assert {"astronaut", "coffee", "chelsea"} <= set(photos)
     assert not any("kodim" in name for name in photos)
     assert all(p.dtype == np.uint8 and p.shape[2] == 3 and max(p.shape[:2]) <= 128 for p in photos.values())
+
+
+def test_cli_decompresses_a_latents_file_against_its_base(tmp_path, capsys):
+    from PIL import Image
+
+    from hyperproj import decompress
+    from hyperproj.cli import main
+    from hyperproj.modulation import latents_file_info, render_file
+
+    net = fitted("shift")
+    lat = torch.randn(5, 12) * net.latent_scale + net.latent_mean
+    save_base(net, tmp_path / "base.hpz")
+    encode_latents(net, lat, step=0.2, path=tmp_path / "z.hpz", shape=(32, 32))
+    assert latents_file_info(tmp_path / "z.hpz")["shape"] == [32, 32]
+    patches = render_file(tmp_path / "z.hpz", tmp_path / "base.hpz")
+    expected = render_latents(net, COORDS, decode_latents(tmp_path / "z.hpz", net)).clamp(0, 1)
+    expected = (expected * 255).round().to(torch.uint8).reshape(5, 32, 32, 3).numpy()
+    assert np.array_equal(patches, expected)
+
+    out = tmp_path / "mosaic.png"
+    assert main(["decompress", str(tmp_path / "z.hpz"), "--base", str(tmp_path / "base.hpz"), "-o", str(out), "--columns", "2"]) == 0
+    mosaic = np.asarray(Image.open(out))
+    assert mosaic.shape == (3 * 32, 2 * 32, 3)
+    assert np.array_equal(mosaic[32:64, 32:64], patches[3])
+    assert not mosaic[64:, 32:].any()  # the unused sixth cell stays black
+    assert main(["info", str(tmp_path / "z.hpz")]) == 0
+    assert "mod-latents/1" in capsys.readouterr().out
+
+    # Without a base, or with the D'OH decoder, the message says what the file is and what to do.
+    assert main(["decompress", str(tmp_path / "z.hpz")]) == 2
+    assert "--base" in capsys.readouterr().err
+    assert main(["decompress", str(tmp_path / "base.hpz")]) == 2
+    assert "base network" in capsys.readouterr().err
+    with pytest.raises(HyperprojError, match="modulation file"):
+        decompress(tmp_path / "z.hpz")
+    other = small("shift", d=12, first_omega=7.0)
+    save_base(other, tmp_path / "other.hpz")
+    assert main(["decompress", str(tmp_path / "z.hpz"), "--base", str(tmp_path / "other.hpz")]) == 2
+    assert "base hash" in capsys.readouterr().err
+    encode_latents(net, lat, path=tmp_path / "noshape.hpz")
+    with pytest.raises(HyperprojError, match="stores no grid shape"):
+        render_file(tmp_path / "noshape.hpz", net)
+    with pytest.raises(HyperprojError, match="shape must be 2 positive ints"):
+        encode_latents(net, lat, shape=(32,))

@@ -13,7 +13,8 @@ by a dataset* — it is meta-learned once on many signals (:func:`meta_train`), 
 * Meta-learning: :func:`meta_train` (MAML outer loop, Meta-SGD inner loop, batched over signals,
   checkpoints and resume), :func:`inner_loop`, :func:`fit_latents`, :func:`render_latents`.
 * Coding: :func:`fit_entropy_model`, :func:`save_base` / :func:`load_base`, :func:`base_hash`,
-  :func:`encode_latents` / :func:`decode_latents`.
+  :func:`encode_latents` / :func:`decode_latents`, :func:`render_file` (file + base -> patches),
+  :func:`latents_file_info`.
 * Data: :func:`training_photos`, :func:`kodak_photos`, :func:`cut_patches`, :func:`patch_pool`,
   :func:`install_photos`.
 
@@ -32,8 +33,10 @@ from .coding import (
     decode_latents,
     encode_latents,
     fit_entropy_model,
+    latents_file_info,
     load_base,
     quantize_latents,
+    render_file,
     save_base,
 )
 from .data import cut_patches, install_photos, kodak_photos, patch_pool, training_photos
@@ -73,11 +76,13 @@ __all__ = [
     "inner_loop",
     "install_photos",
     "kodak_photos",
+    "latents_file_info",
     "load_base",
     "meta_train",
     "patch_pool",
     "per_signal_mse",
     "quantize_latents",
+    "render_file",
     "render_latents",
     "save_base",
     "training_photos",

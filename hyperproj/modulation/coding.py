@@ -56,6 +56,8 @@ __all__ = [
     "base_hash",
     "encode_latents",
     "decode_latents",
+    "latents_file_info",
+    "render_file",
 ]
 
 BASE_KIND = "mod-base/1"
@@ -263,11 +265,14 @@ def encode_latents(
     latents: torch.Tensor,
     step: float = 0.25,
     path: str | os.PathLike | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> bytes:
     """A latents file for ``latents (n, d)``: quantized with ``step`` (in units of each dimension's σ).
 
     The file references the base ``model`` by :func:`base_hash`. Also written to ``path`` if
-    given. Its size in bits over the pixel count is the rate.
+    given. Its size in bits over the pixel count is the rate. ``shape`` (e.g. ``(32, 32)``, the
+    grid each latent renders on) is stored so ``hyperproj decompress FILE --base BASE`` can draw
+    the patches without being told; it costs a few header bytes.
 
     Examples:
         >>> from hyperproj.modulation import ShiftSiren
@@ -296,11 +301,79 @@ def encode_latents(
         "o": lo,
         "a": alphabet,
     }
+    if shape is not None:
+        header["r"] = _check_shape(where, model, shape)
     stream = _encode_stream((symbols - lo).reshape(-1).numpy(), alphabet, "rans")
     blob = write_container(header, {"z": stream})
     if path is not None:
         Path(path).write_bytes(blob)
     return blob
+
+
+def _check_shape(where: str, model: ModulatedSiren, shape: Any) -> list[int]:
+    ok = isinstance(shape, (tuple, list)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+    if not ok or len(shape) != model.in_features:
+        raise _err(
+            where,
+            f"shape must be {model.in_features} positive ints (the grid one latent renders on), got {shape!r}",
+        )
+    return [int(v) for v in shape]
+
+
+def latents_file_info(data_or_path: bytes | str | os.PathLike) -> dict[str, Any]:
+    """Header fields of a latents file without its base: ``base`` hash, ``count``, ``latent_dim``,
+    ``step``, ``shape`` (or None), ``bytes``.
+
+    Examples:
+        >>> from hyperproj.modulation import ShiftSiren
+        >>> net = ShiftSiren(4, hidden_features=4, hidden_layers=1)
+        >>> rep = latents_file_info(encode_latents(net, torch.zeros(3, 4), shape=(8, 8)))
+        >>> rep["count"], rep["latent_dim"], rep["shape"]
+        (3, 4, [8, 8])
+    """
+    where = "latents_file_info"
+    data = _read(where, data_or_path)
+    header, _ = read_container(data)
+    _kind(where, header, LATENTS_KIND)
+    shape = header.get("r")
+    return {"base": header.get("b"), "count": header.get("n"), "latent_dim": header.get("d"),
+            "step": header.get("q"), "shape": shape, "bytes": len(data)}
+
+
+def render_file(
+    data_or_path: bytes | str | os.PathLike,
+    base: ModulatedSiren | bytes | str | os.PathLike,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Decode a latents file against its base and draw every latent: ``(n, *shape, C)`` uint8.
+
+    ``shape`` defaults to the one stored by :func:`encode_latents`; outputs are clipped to
+    [0, 1] and rounded to 8 bits (the patches' range).
+
+    Examples:
+        >>> from hyperproj.modulation import ShiftSiren
+        >>> net = ShiftSiren(4, hidden_features=4, hidden_layers=1)
+        >>> blob = encode_latents(net, torch.zeros(2, 4), shape=(4, 5))
+        >>> render_file(blob, save_base(net)).shape
+        (2, 4, 5, 3)
+    """
+    from ..inr.signals import grid_coords
+    from .meta import render_latents
+
+    where = "render_file"
+    model = base if isinstance(base, ModulatedSiren) else load_base(base)
+    data = _read(where, data_or_path)
+    latents = decode_latents(data, model)
+    if shape is None:
+        header, _ = read_container(data)
+        shape = header.get("r")
+        if shape is None:
+            raise _err(where, "the latents file stores no grid shape; pass shape=(H, W) (e.g. (32, 32))")
+    shape = tuple(_check_shape(where, model, shape))
+    with torch.no_grad():
+        out = render_latents(model, grid_coords(shape), latents)
+    arr = (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return arr.reshape(len(latents), *shape, arr.shape[-1])
 
 
 def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSiren) -> torch.Tensor:
