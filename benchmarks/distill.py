@@ -5,7 +5,7 @@ real image (a centre crop of a Kodak image, or scikit-image's astronaut when --d
 then distilled into latents of 25 / 50 / 75 / 100 % of its weight count: PSNR right after the
 projection and after fine-tuning, next to the pretrained SIREN, for both weightings.
 
-Part 2 (speed and memory): distilling the 9-hidden-layer width-40 SIREN (13,120 projected
+Part 2 (speed and memory): distilling the 9-hidden-layer width-40 SIREN (14,600 projected
 weights) at n = 30 / 60 / 100 % of its weights, each case in a fresh subprocess so that its peak
 resident memory is its own; solve seconds and whole-call seconds (the call includes generating B).
 
@@ -88,7 +88,7 @@ def part2(args) -> None:
     if not args.quick:
         kinds.append("streamed")
     fracs = (0.3,) if args.quick else (0.3, 0.6, 1.0)
-    print("\nPart 2 — distilling SIREN 9x40 (13,120 projected weights), one subprocess per case")
+    print("\nPart 2 — distilling Siren(2, 40, 9, 3) (14,600 projected weights), one subprocess per case")
     print(f"{'latent':>7s} {'n':>6s} {'projection':>10s} {'solver':>14s} {'solve s':>8s} "
           f"{'call s':>7s} {'peak extra MB':>13s} {'n² floats MB':>12s} {'max resid':>9s}")
     for frac in fracs:
