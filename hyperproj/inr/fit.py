@@ -325,7 +325,11 @@ def fit(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=f"fit {type(model).__name__}", leave=False)
+        if time_budget is not None:  # the clock ends training: the bar shows seconds, not a step cap
+            bar = tqdm(total=float(time_budget), desc=f"fit {type(model).__name__}", leave=False, unit="s",
+                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s{postfix}")
+        else:
+            bar = tqdm(total=steps, desc=f"fit {type(model).__name__}", leave=False)
 
     if restore_best:
         # The starting point competes too: a warm start (e.g. after distill) is never made worse.
@@ -403,7 +407,11 @@ def fit(
                     break
                 t0 = time.perf_counter()
             if bar is not None:
-                bar.update(1)
+                if time_budget is None:
+                    bar.update(1)
+                elif step % _GUARD_EVERY == 0:
+                    bar.n = min(elapsed, float(time_budget))
+                    bar.refresh()
     finally:
         if bar is not None:
             bar.close()
