@@ -151,6 +151,7 @@ def _decompress_latents(a, out: Path) -> int:
     import math
 
     import numpy as np
+    from einops import rearrange
     from PIL import Image
 
     from .modulation import coding
@@ -166,10 +167,8 @@ def _decompress_latents(a, out: Path) -> int:
         raise _CliError(f"--columns must be >= 1, got {cols}")
     rows = math.ceil(n / cols)
     h, w, c = patches.shape[1:]
-    mosaic = np.zeros((rows * h, cols * w, c), np.uint8)
-    for i, p in enumerate(patches):
-        r, k = divmod(i, cols)
-        mosaic[r * h:(r + 1) * h, k * w:(k + 1) * w] = p
+    cells = np.concatenate([patches, np.zeros((rows * cols - n, h, w, c), np.uint8)])  # black tail
+    mosaic = rearrange(cells, "(r k) h w c -> (r h) (k w) c", k=cols)
     Image.fromarray(mosaic[..., 0] if c == 1 else mosaic).save(out)
     print(f"{out}: {n} patches of {h}x{w} in a {cols}x{rows} mosaic ({mosaic.shape[1]}x{mosaic.shape[0]})")
     return 0
@@ -205,9 +204,10 @@ def _cmd_info(a) -> int:
         if kind == "mod-latents/1":
             rep = coding.latents_file_info(a.input)
         else:
-            base = coding.load_base(a.input)
-            rep = {"kind": base.kind, "config": base.config, "hash": coding.base_hash(Path(a.input).read_bytes()),
-                   "parameters": sum(p.numel() for p in base.parameters()), "bytes": Path(a.input).stat().st_size}
+            data = Path(a.input).read_bytes()
+            base = coding.load_base(data)
+            rep = {"kind": base.kind, "config": base.config, "hash": coding.base_hash(data),
+                   "parameters": sum(p.numel() for p in base.parameters()), "bytes": len(data)}
         rep = {"file_kind": kind, **rep}
         if a.json:
             print(json.dumps(rep, indent=1))
