@@ -80,6 +80,7 @@ def _one_case(frac: float, projection: str) -> dict:
         "n": n, "P": P, "projection": projection, "solver": rep.solver,
         "solve_s": rep.solve_seconds, "total_s": total, "peak_extra_mb": (rss1 - rss0) / 1024,
         "n2_mb": n * n * 4 / 2**20, "max_residual": max(rep.residuals.values()),
+        "model_b_mb": hyper.projection.state_bytes() / 2**20,
     }
 
 
@@ -90,7 +91,8 @@ def part2(args) -> None:
     fracs = (0.3,) if args.quick else (0.3, 0.6, 1.0)
     print("\nPart 2 — distilling Siren(2, 40, 9, 3) (14,600 projected weights), one subprocess per case")
     print(f"{'latent':>7s} {'n':>6s} {'projection':>10s} {'solver':>14s} {'solve s':>8s} "
-          f"{'call s':>7s} {'peak extra MB':>13s} {'n² floats MB':>12s} {'max resid':>9s}")
+          f"{'call s':>7s} {'peak extra MB':>13s} {'of it model B':>13s} {'n² floats MB':>12s} "
+          f"{'max resid':>9s}")
     for frac in fracs:
         for kind in kinds:
             out = subprocess.run(
@@ -102,7 +104,7 @@ def part2(args) -> None:
                 continue
             r = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"{frac:7.0%} {r['n']:6d} {kind:>10s} {r['solver']:>14s} {r['solve_s']:8.2f} "
-                  f"{r['total_s']:7.2f} {r['peak_extra_mb']:13.0f} {r['n2_mb']:12.0f} "
+                  f"{r['total_s']:7.2f} {r['peak_extra_mb']:13.0f} {r['model_b_mb']:13.0f} {r['n2_mb']:12.0f} "
                   f"{r['max_residual']:9.4f}")
 
 

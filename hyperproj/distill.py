@@ -8,17 +8,20 @@ $$ z^* = \\arg\\min_z \\sum_l w_l \\, \\| B_l z - \\operatorname{vec}(W_l) \\|^2
 over all targeted layers at once, copy the biases and every untargeted parameter, and (given a
 signal) fine-tune with :func:`hyperproj.fit`.
 
-Solvers (``solver="auto"`` picks CGLS while ``n ≤ 0.7 P``, where ``B`` is well conditioned and
-CG needs only tens of operator applications, and the direct Gram route nearer ``n = P``):
+Solvers (``solver="auto"`` picks by the shape of ``B``; measured in ``benchmarks/distill.py``):
 
-* ``"gram"`` (dense and streamed projections): accumulate the ``n × n`` Gram matrix
-  ``Σ w_l B_lᵀ B_l`` and ``Σ w_l B_lᵀ W_l`` block by block (``B`` is never held whole beyond
-  what the projection itself holds), then Cholesky. An ill-conditioned system (a square random
-  ``B`` is) is re-accumulated in float64 and solved with a tiny ridge. When ``n ≥ P`` the
-  minimum-norm solution is returned.
-* ``"cgls"`` (any projection): conjugate gradients on the normal equations using only the
-  operator and its adjoint. ``"auto"`` uses it for structured operators (``fastfood``) whose
-  dense ``B`` would exceed 256 MB; below that it materializes ``B`` and takes the exact route.
+* ``n = P`` (square): ``"lu"``. The unique solution, by float32 LU of one ``n × n`` copy of
+  ``B`` factored in place, then iterative refinement (a random square ``B`` has condition number
+  ~n). Used for dense and streamed projections, and for others while ``B`` fits in 2 GiB.
+* ``n ≤ 0.9 P`` (dense) or ``n ≤ 0.7 P`` (other projections): ``"cgls"``, conjugate gradients
+  on the normal equations. With an explicit dense ``B`` it reads each cache-sized row block once
+  an iteration for both ``B p`` and ``Bᵀ(B p)``; on structured operators (fastfood) it uses the
+  operator and its adjoint only. It keeps the best iterate and stops on a stall.
+* otherwise ``"gram"``: accumulate the ``n × n`` Gram matrix ``Σ w_l B_lᵀ B_l`` and
+  ``Σ w_l B_lᵀ W_l`` block by block (``B`` is never held whole beyond what the projection itself
+  holds), then Cholesky in place. An ill-conditioned system is re-accumulated in float64 and
+  solved with a tiny ridge. When ``n > P`` the minimum-norm solution is returned. Structured
+  operators are materialized for it while ``B`` is at most 256 MB, else CGLS runs.
 
 Examples:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
@@ -48,6 +51,7 @@ __all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 WEIGHTINGS = ("relative", "none")
 
 _CG_MAX_FRACTION = 0.7
+_CG_MAX_FRACTION_DENSE = 0.9
 
 # Structured operators (fastfood) are materialized for the exact Gram route up to this size;
 # beyond it CGLS runs on the operator (slow to converge when n is close to P).
@@ -133,16 +137,17 @@ def _gram_solve(proj, targets, lw, block_rows, dtype, ridge):
         local = targets[layer][a - proj.offsets[layer] : b - proj.offsets[layer]].to(dtype)
         gram.addmm_(rows.T, rows, alpha=lw[layer])
         rhs.add_(rows.T @ local, alpha=lw[layer])
-    gram = gram.double()
-    rhs = rhs.double()
     if ridge:
         gram.diagonal().add_(ridge * float(gram.diagonal().mean()))
-    chol, info = torch.linalg.cholesky_ex(gram)
+    # Factored in place (the Gram matrix is the one n × n buffer; a float64 copy and a separate
+    # factor tripled the peak, 1.8 GB for the streamed 9x40 SIREN at n = 60 %).
+    info = torch.empty((), dtype=torch.int32)
+    torch.linalg.cholesky_ex(gram, out=(gram, info))
     if int(info) != 0:
         return None, math.inf
-    diag = chol.diagonal()
+    diag = gram.diagonal()
     cond = float((diag.max() / diag.min()) ** 2)
-    return torch.cholesky_solve(rhs[:, None], chol)[:, 0], cond
+    return torch.cholesky_solve(rhs[:, None], gram)[:, 0].double(), cond
 
 
 def _min_norm_solve(proj, targets, lw, block_rows):
@@ -160,6 +165,52 @@ def _min_norm_solve(proj, targets, lw, block_rows):
     return rows.T @ sol
 
 
+def _square_lu_solve(proj, targets, block_rows: int, refinements: int = 3):
+    """n = P: the unique solution of B z = W by float32 LU and iterative refinement.
+
+    The weighting does not change a square nonsingular system's solution. B is copied row-major,
+    which is Bᵀ in LAPACK's column-major layout, and Bᵀ is factored in place (solves then use the
+    adjoint): the only extra memory is that one n × n float32 copy. A random square B has
+    condition number ~n, so float32 LU alone leaves a relative residual ~1e-2 (n = 6,000);
+    refinement with residuals from the operator brings it to the float32 floor of the latent
+    itself (~1e-4 relative at n = 14,600: z is stored in float32, and ‖z‖ is large).
+    """
+    n = proj.latent_dim
+    if proj.kind == "dense":
+        mat = proj.matrix.detach().to(torch.float32, copy=True)
+    else:
+        mat = torch.empty(n, n, dtype=torch.float32)
+        for a in range(0, n, block_rows):
+            b = min(n, a + block_rows)
+            mat[a:b] = proj.rows(a, b)
+    lu = mat.T  # Bᵀ, column-major
+    piv = torch.empty(n, dtype=torch.int32)
+    info = torch.empty((), dtype=torch.int32)
+    torch.linalg.lu_factor_ex(lu, out=(lu, piv, info))
+    if int(info) != 0:
+        return None, 0
+
+    def solve(rhs):
+        return torch.linalg.lu_solve(lu, piv, rhs[:, None], adjoint=True)[:, 0]
+
+    target = torch.cat(targets).to(torch.float32)
+    z = solve(target)
+    tnorm = float(target.norm()) or 1.0
+    best, best_rel = z, math.inf
+    with torch.no_grad():
+        for _ in range(refinements + 1):
+            res = target - proj(z)
+            rel = float(res.norm()) / tnorm
+            if not math.isfinite(rel) or rel >= best_rel:
+                break
+            best, best_rel = z, rel
+            z = z + solve(res)
+    return best, best_rel
+
+
+# n = P with an operator lacking cheap rows: materialize B for the exact LU route up to this size.
+_SQUARE_CAP_BYTES = 2 * 2**30
+
 _CG_STALL_ITERS = 20  # CGLS stops after this many iterations without a new best residual
 
 
@@ -172,21 +223,61 @@ def _cgls(proj, targets, lw, iters: int, tol: float):
         [torch.full((s,), math.sqrt(w), dtype=dtype) for s, w in zip(proj.layer_sizes, lw)]
     )
     target = torch.cat(targets).to(dtype) * sqrt_w
-    work = proj if next(proj.buffers(), torch.empty(0)).dtype == dtype else copy.deepcopy(proj).to(dtype)
+    matrix = getattr(proj, "matrix", None)
+    if isinstance(matrix, torch.Tensor) and matrix.dtype == dtype:
+        # Explicit B (dense): CG on the normal equations with s = Bᵀ W (t − B z) kept by
+        # recurrence and (BᵀWB) p computed block by block, so each row block of B is read from
+        # RAM once an iteration and reused from cache for its transpose product (the two
+        # separate products of CGLS stream all of B twice: ~25 % slower at n = 30 %).
+        w2 = sqrt_w.square()
+        rows = max(1, (1 << 20) // max(1, proj.latent_dim))
+        row_blocks = [(a, min(a + rows, matrix.shape[0])) for a in range(0, matrix.shape[0], rows)]
 
-    def forward(z):
-        with torch.no_grad():
-            return work(z) * sqrt_w
+        def normal_op(v):
+            out = torch.zeros(proj.latent_dim, dtype=dtype)
+            for a, b in row_blocks:
+                blk = matrix[a:b]
+                out.addmv_(blk.T, (blk @ v) * w2[a:b])
+            return out
 
-    def adjoint(r):
-        z = torch.zeros(proj.latent_dim, dtype=dtype, requires_grad=True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(work(z), z, grad_outputs=r * sqrt_w)
-        return g
+        s = (target * sqrt_w) @ matrix
+        state = {"s": s}
+
+        def step(p):
+            ap = normal_op(p)
+            qq = float(p @ ap)
+
+            def advance(alpha):
+                state["s"] = state["s"] - alpha * ap
+                return state["s"]
+
+            return qq, advance
+    else:
+        work = proj if next(proj.buffers(), torch.empty(0)).dtype == dtype else copy.deepcopy(proj).to(dtype)
+
+        def forward(v):
+            with torch.no_grad():
+                return work(v) * sqrt_w
+
+        def adjoint(res):
+            v = torch.zeros(proj.latent_dim, dtype=dtype, requires_grad=True)
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(work(v), v, grad_outputs=res * sqrt_w)
+            return g
+
+        state = {"r": target.clone()}
+        s = adjoint(state["r"])
+
+        def step(p):
+            q = forward(p)
+
+            def advance(alpha):
+                state["r"] = state["r"] - alpha * q
+                return adjoint(state["r"])
+
+            return float(q @ q), advance
 
     z = torch.zeros(proj.latent_dim, dtype=dtype)
-    r = target.clone()
-    s = adjoint(r)
     p = s.clone()
     gamma = float(s @ s)
     gamma0 = gamma
@@ -196,14 +287,12 @@ def _cgls(proj, targets, lw, iters: int, tol: float):
     best_z, best_gamma, stall = z.clone(), gamma, 0
     it = 0
     for it in range(1, iters + 1):  # noqa: B007 (the count is reported)
-        q = forward(p)
-        qq = float(q @ q)
+        qq, advance = step(p)
         if not (math.isfinite(qq) and qq > 0):
             break
         alpha = gamma / qq
         z += alpha * p
-        r -= alpha * q
-        s = adjoint(r)
+        s = advance(alpha)
         new_gamma = float(s @ s)
         if not math.isfinite(new_gamma):
             break
@@ -243,8 +332,10 @@ def project_weights(
     """
     if weighting not in WEIGHTINGS:
         raise HyperprojError(f"hyperproj.distill: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if solver not in ("auto", "gram", "cgls"):
-        raise HyperprojError(f"hyperproj.distill: solver must be 'auto', 'gram' or 'cgls', got {solver!r}")
+    if solver not in ("auto", "lu", "gram", "cgls"):
+        raise HyperprojError(
+            f"hyperproj.distill: solver must be 'auto', 'lu', 'gram' or 'cgls', got {solver!r}"
+        )
     missing = [n for n in hyper.target_names if n not in weights]
     if missing:
         raise HyperprojError(f"hyperproj.distill: no target weights given for {missing}")
@@ -272,15 +363,35 @@ def project_weights(
         # CG converges in tens of iterations while B is well conditioned (n <= 0.7 P: condition
         # number <= ~12); near n = P only the direct route is accurate.
         # A streamed B would be regenerated at every CG iteration: always direct there.
-        well_conditioned = n <= _CG_MAX_FRACTION * total and proj.kind != "streamed"
+        # For an explicit dense B each CG iteration is two passes over B, and CG stays faster than
+        # the 2·P·n² Gram product up to n ≈ 0.9 P (9x40 SIREN: 13 s vs ~36 s at 80 %, 29 s vs
+        # 51 s at 90 %).
+        limit = _CG_MAX_FRACTION_DENSE if proj.kind == "dense" else _CG_MAX_FRACTION
+        well_conditioned = n <= limit * total and proj.kind != "streamed"
         chosen = "cgls" if well_conditioned or not (has_rows or small) else "gram"
     else:
         chosen = solver
-    if chosen == "gram" and not has_rows:
+    if solver == "lu" and n != total:
+        raise HyperprojError(
+            f"hyperproj.distill: solver='lu' needs a square system (latent_dim = {total}, the "
+            f"number of projected weights), got latent_dim = {n}"
+        )
+    square = n == total and (has_rows or solver == "lu" or 4 * n * n <= _SQUARE_CAP_BYTES)
+    if solver == "auto" and square:
+        chosen = "lu"
+    if chosen == "gram" and not has_rows and not square:
         proj = _Materialized(proj)
     notes: list[str] = []
     t0 = time.perf_counter()
-    if chosen == "gram":
+    if chosen in ("lu", "gram") and square:
+        z, rel = _square_lu_solve(proj, targets, block)
+        if z is None:
+            raise HyperprojError(
+                "hyperproj.distill: B is singular at n = P (LU broke down); try solver='cgls'"
+            )
+        chosen = "lu"
+        notes.append(f"square system: float32 LU + refinement, relative residual {rel:.1e}")
+    elif chosen == "gram":
         if n >= total:
             z = _min_norm_solve(proj, targets, lw, block)
             chosen = "gram-min-norm"
@@ -346,8 +457,8 @@ def distill(
             ``"none"`` (plain least squares, as in the D'OH paper).
         init: the init rule that sets ``B``'s per-layer scales; ``"match"`` (default) scales each
             layer's rows to the trained weights' own spread.
-        solver: ``"auto"`` (Gram + Cholesky for projections with explicit rows, CGLS otherwise),
-            ``"gram"`` or ``"cgls"``.
+        solver: ``"auto"`` (LU at n = P, CGLS while B is well conditioned, the Gram route
+            between; see the module docs), ``"lu"`` (n = P only), ``"gram"`` or ``"cgls"``.
         block_rows: rows of ``B`` per accumulation block (memory knob; the solution does not
             depend on it).
         signal: when given, its metrics are measured right after projection (and after

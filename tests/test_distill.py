@@ -62,6 +62,27 @@ def test_residual_monotone_in_latent_size(weighting):
     assert totals[-1] < 0.05 * totals[0]
 
 
+@pytest.mark.parametrize("projection", ["dense", "fastfood", "streamed"])
+@pytest.mark.parametrize("weighting", ["relative", "none"])
+def test_square_system_is_solved_exactly(projection, weighting):
+    # n = P: B is square (condition number ~ n), so only a direct solve reproduces the weights;
+    # any weighting gives the same unique solution.
+    net = _mlp(6)
+    hyper = hyperproj.distill(net, P, 0, projection=projection, weighting=weighting)
+    rep = hyper.distill_report
+    assert rep.solver == "lu"
+    assert max(rep.residuals.values()) < 1e-4, rep.residuals
+    x = torch.rand(32, 2)
+    torch.testing.assert_close(hyper(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_explicit_gram_solver_at_square_size_uses_lu():
+    rep = hyperproj.distill(_mlp(6), P, 0, solver="gram").distill_report
+    assert rep.solver == "lu" and max(rep.residuals.values()) < 1e-4
+    with pytest.raises(HyperprojError, match="solver='lu' needs a square system"):
+        hyperproj.distill(_mlp(6), P - 1, 0, solver="lu")
+
+
 def test_min_norm_when_latent_exceeds_weights():
     net = _mlp(5)
     hyper = hyperproj.distill(net, P + 100, 0)
