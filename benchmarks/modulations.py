@@ -16,8 +16,15 @@ photos that ``scripts/fetch_test_data.sh`` unpacks), then on held-out Kodak patc
 PSNR is that of the mean squared error over all test patches. Base files and latent files are
 written under ``--out``; checkpoints make a re-run resume (``--fresh`` starts over).
 
+``--doh-base F [F ...]`` also trains each model with its shared base reparametrized by D'OH
+(``hyperproj.reparametrize``: every weight matrix of the base, SIREN layers and modulation
+network, becomes ``B_l z`` with ``len(z)`` = F × the base's weight count), with the same data
+and budget, and reports the base file's size next to the plain base's: the cost in quality of
+shipping a small base.
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/modulations.py --quick
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/modulations.py          # full setting
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/modulations.py --quick --dims 64 256 --doh-base 0.25 0.1
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+import hyperproj
 from hyperproj.baselines import classic_at_rate
 from hyperproj.inr import ImageSignal, grid_coords
 from hyperproj.inr.metrics import psnr, quantize_8bit
@@ -45,6 +53,7 @@ from hyperproj.modulation import (
     fit_latents,
     kodak_photos,
     meta_train,
+    modulated_of,
     patch_pool,
     render_latents,
     save_base,
@@ -52,6 +61,9 @@ from hyperproj.modulation import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+# the photos scripts/fetch_test_data.sh unpacks into the checkout's .data (as scripts/test.sh sets it)
+if "HYPERPROJ_DATA" not in os.environ and (ROOT / ".data" / "photos").is_dir():
+    os.environ["HYPERPROJ_DATA"] = str(ROOT / ".data")
 DEFAULT_KODAK = Path(os.environ.get("HYPERPROJ_KODAK", ROOT.parent / "shared" / "data" / "kodak"))
 
 SETTINGS = {
@@ -79,16 +91,21 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--inner-lr-lr", type=float, default=1e-2, help="Adam rate of the log inner learning rates")
     ap.add_argument("--qstep", type=float, default=0.25, help="quantization step in units of each dimension's σ")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--doh-base", type=float, nargs="*", default=[], metavar="F",
+                    help="also train with a D'OH-reparametrized base of F x its weight count latent values")
     ap.add_argument("--fresh", action="store_true", help="ignore existing checkpoints")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args()
 
 
-def build(kind: str, dim: int, cfg: dict, inner_lr: float):
+def build(kind: str, dim: int, cfg: dict, inner_lr: float, doh: float | None, seed: int):
+    """The model to meta-train; with ``doh`` its base reparametrized (latent = doh × weight count)."""
     common = dict(hidden_features=cfg["hidden"], hidden_layers=cfg["layers"], inner_lr=inner_lr)
-    if kind == "shift":
-        return ShiftSiren(dim, **common)
-    return GatedSiren(dim, rank=cfg["rank"], **common)
+    net = ShiftSiren(dim, **common) if kind == "shift" else GatedSiren(dim, rank=cfg["rank"], **common)
+    if doh is None:
+        return net
+    weights = sum(p.numel() for p in net.parameters() if p.dim() >= 2)
+    return hyperproj.reparametrize(net, latent_dim=max(1, round(doh * weights)), seed=seed)
 
 
 def test_patches(args, cfg, photos):
@@ -141,45 +158,55 @@ def main() -> None:
     sig = ImageSignal.from_array((mosaic(test) * 255).round().astype(np.uint8))
 
     rows = []
-    for dim in args.dims:
-        for kind in args.kinds:
-            torch.manual_seed(args.seed)
-            net = build(kind, dim, cfg, args.inner_lr)
-            t = time.perf_counter()
-            meta_train(net, coords, train_v, steps=cfg["steps"], batch_size=cfg["batch_size"],
-                       inner_steps=cfg["inner_steps"], lr=args.lr, inner_lr_lr=args.inner_lr_lr, first_order=cfg["first_order"], seed=args.seed,
-                       checkpoint=args.out / f"ckpt_{kind}_d{dim}.pt", progress=not args.no_progress)
-            train_s = time.perf_counter() - t
-            lat = fit_latents(net, coords, test_v)
-            start = net.latent_init.detach().expand(len(test_v), -1)
-            p_start = psnr(quantize_8bit(render_latents(net, coords, start)), test_v)
-            p_raw = psnr(quantize_8bit(render_latents(net, coords, lat)), test_v)
-            fit_entropy_model(net, fit_latents(net, coords, ent_v))
-            save_base(net, args.out / f"base_{kind}_d{dim}.hpz")
-            blob = encode_latents(net, lat, step=args.qstep, path=args.out / f"latents_{kind}_d{dim}.hpz")
-            back = decode_latents(blob, net)
-            p_coded = psnr(quantize_8bit(render_latents(net, coords, back)), test_v)
-            bpp = 8 * len(blob) / pixels
-            one = np.mean([len(encode_latents(net, lat[i : i + 1], step=args.qstep)) for i in range(len(lat))])
-            jpeg = classic_at_rate(sig, "JPEG", bpp)
-            rows.append(dict(dim=dim, kind=kind, params=sum(p.numel() for p in net.parameters()), train_s=train_s,
-                             start=p_start, psnr=p_raw, coded=p_coded, bpp=bpp, one=8 * one / 1024,
-                             jpeg=None if jpeg is None else (jpeg["psnr"], jpeg["bpp"])))
-            r = rows[-1]
-            print(f"  d={dim:4d} {kind:5s}: PSNR {p_start:.2f} at φ0 -> {p_raw:.2f}, inner lr "
-                  f"{net.inner_lr.min().item():.3g}..{net.inner_lr.max().item():.3g}, coded {p_coded:.2f} dB at {bpp:.3f} bpp "
-                  f"(train {train_s:.0f} s)", flush=True)
+    variants = [None, *args.doh_base]
+    for dim, kind, doh in ((d, k, v) for d in args.dims for k in args.kinds for v in variants):
+        torch.manual_seed(args.seed)
+        net = build(kind, dim, cfg, args.inner_lr, doh, args.seed)
+        spec = modulated_of(net)
+        tag = f"{kind}_d{dim}" + ("" if doh is None else f"_doh{doh:g}")
+        base_name = "plain" if doh is None else f"D'OH {doh:.0%}"
+        t = time.perf_counter()
+        meta_train(net, coords, train_v, steps=cfg["steps"], batch_size=cfg["batch_size"],
+                   inner_steps=cfg["inner_steps"], lr=args.lr, inner_lr_lr=args.inner_lr_lr, first_order=cfg["first_order"], seed=args.seed,
+                   checkpoint=args.out / f"ckpt_{tag}.pt", progress=not args.no_progress)
+        train_s = time.perf_counter() - t
+        lat = fit_latents(net, coords, test_v)
+        start = spec.latent_init.detach().expand(len(test_v), -1)
+        p_start = psnr(quantize_8bit(render_latents(net, coords, start)), test_v)
+        p_raw = psnr(quantize_8bit(render_latents(net, coords, lat)), test_v)
+        fit_entropy_model(net, fit_latents(net, coords, ent_v))
+        base_kb = len(save_base(net, args.out / f"base_{tag}.hpz")) / 1024
+        blob = encode_latents(net, lat, step=args.qstep, path=args.out / f"latents_{tag}.hpz")
+        back = decode_latents(blob, net)
+        p_coded = psnr(quantize_8bit(render_latents(net, coords, back)), test_v)
+        bpp = 8 * len(blob) / pixels
+        one = np.mean([len(encode_latents(net, lat[i : i + 1], step=args.qstep)) for i in range(len(lat))])
+        jpeg = classic_at_rate(sig, "JPEG", bpp)
+        rows.append(dict(dim=dim, kind=kind, base=base_name, base_kb=base_kb,
+                         params=sum(p.numel() for p in net.parameters()), train_s=train_s,
+                         start=p_start, psnr=p_raw, coded=p_coded, bpp=bpp, one=8 * one / 1024,
+                         jpeg=None if jpeg is None else (jpeg["psnr"], jpeg["bpp"])))
+        r = rows[-1]
+        print(f"  d={dim:4d} {kind:5s} {base_name:9s}: PSNR {p_start:.2f} at φ0 -> {p_raw:.2f}, inner lr "
+              f"{spec.inner_lr.min().item():.3g}..{spec.inner_lr.max().item():.3g}, coded {p_coded:.2f} dB at {bpp:.3f} bpp "
+              f"(train {train_s:.0f} s, base file {base_kb:.1f} KB)", flush=True)
 
     print()
-    print("| latent d | model | params | train s | PSNR at φ0 | PSNR (dB) | coded PSNR | bpp | 1-patch bpp | JPEG PSNR @ bpp |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| latent d | model | base | base file KB | trained values | train s | PSNR at φ0 | PSNR (dB) | coded PSNR | bpp | "
+          "1-patch bpp | JPEG PSNR @ bpp |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         jp = "n/a (no quality fits)" if r["jpeg"] is None else f"{r['jpeg'][0]:.2f} @ {r['jpeg'][1]:.3f}"
-        print(f"| {r['dim']} | {r['kind']} | {r['params']:,} | {r['train_s']:.0f} | {r['start']:.2f} | {r['psnr']:.2f} | "
-              f"{r['coded']:.2f} | {r['bpp']:.3f} | {r['one']:.3f} | {jp} |")
+        print(f"| {r['dim']} | {r['kind']} | {r['base']} | {r['base_kb']:.1f} | {r['params']:,} | {r['train_s']:.0f} | "
+              f"{r['start']:.2f} | {r['psnr']:.2f} | {r['coded']:.2f} | {r['bpp']:.3f} | {r['one']:.3f} | {jp} |")
     print()
+    for r in rows:
+        if r["base"] != "plain":
+            ref = next(q for q in rows if q["dim"] == r["dim"] and q["kind"] == r["kind"] and q["base"] == "plain")
+            print(f"d={r['dim']} {r['kind']}: {r['base']} base {r['base_kb']:.1f} KB vs {ref['base_kb']:.1f} KB plain, "
+                  f"PSNR {r['psnr'] - ref['psnr']:+.2f} dB, coded {r['coded'] - ref['coded']:+.2f} dB")
     for dim in args.dims:
-        by = {r["kind"]: r for r in rows if r["dim"] == dim}
+        by = {r["kind"]: r for r in rows if r["dim"] == dim and r["base"] == "plain"}
         if {"shift", "gated"} <= set(by):
             diff = by["gated"]["psnr"] - by["shift"]["psnr"]
             print(f"d={dim}: gated - shift = {diff:+.2f} dB ({'gated >= shift' if diff >= 0 else 'shift > gated'})")

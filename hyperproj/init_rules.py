@@ -139,12 +139,17 @@ def _fan(ctx: InitContext, mode: str) -> int:
 
 @register_init_rule("siren")
 def siren_rule(ctx: InitContext) -> float:
-    """SIREN (Sitzmann et al.): first layer U(±1/fan_in); others U(±sqrt(6/fan_in)/omega)."""
+    """SIREN (Sitzmann et al.): first layer U(±1/fan_in); others U(±sqrt(6/fan_in)/omega).
+
+    Options: ``omega`` (default 30) and ``gain`` (default 1), which multiplies the bound (a layer
+    initialised at twice SIREN's bound declares ``gain=2``).
+    """
     omega = float(ctx.options.get("omega", 30.0))
+    gain = float(ctx.options.get("gain", 1.0))
     fan_in, _ = fans(ctx.shape)
     if ctx.role == "first":
-        return 1.0 / (3.0 * fan_in**2)
-    return 2.0 / (fan_in * omega**2)
+        return gain**2 / (3.0 * fan_in**2)
+    return gain**2 * 2.0 / (fan_in * omega**2)
 
 
 @register_init_rule("siren-doh", "siren_doh")

@@ -11,7 +11,8 @@ from einops import rearrange
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperproj import HyperprojError
+import hyperproj
+from hyperproj import HyperModel, HyperprojError
 from hyperproj._container import read_container, write_container
 from hyperproj.inr import grid_coords
 from hyperproj.modulation import (
@@ -28,6 +29,7 @@ from hyperproj.modulation import (
     inner_loop,
     install_photos,
     load_base,
+    modulated_of,
     meta_train,
     patch_pool,
     per_signal_mse,
@@ -204,6 +206,72 @@ def test_checkpoint_resume_continues_identically(tmp_path, real_patches):
         assert torch.allclose(p, q, atol=1e-6), name
     with pytest.raises(HyperprojError, match="checkpoint"):
         meta_train(small("gated"), COORDS, values, steps=4, checkpoint=tmp_path / "b.pt", **kw)
+
+
+# ---------------------------------------------------------------- D'OH base
+def doh_base(kind: str, fraction: float = 0.25, **kw) -> HyperModel:
+    net = small(kind)
+    weights = sum(p.numel() for p in net.parameters() if p.dim() >= 2)
+    return hyperproj.reparametrize(net, latent_dim=int(fraction * weights), seed=5, **kw)
+
+
+@pytest.mark.parametrize("kind", ["shift", "gated"])
+def test_doh_base_projects_every_weight_matrix_with_the_declared_init_variance(kind):
+    net = small(kind, d=12)
+    doh = hyperproj.reparametrize(net, latent_dim=1000, seed=1)
+    matrices = [n for n, p in net.named_parameters() if p.dim() >= 2]
+    assert doh.target_names == matrices  # SIREN layers and the modulation network
+    kept = {n for n, _ in doh.named_parameters()}
+    assert {"base.latent_init", "base.log_inner_lr", "latent"} <= kept
+    generated = doh.generate_weights()
+    for name in ("hidden.0.weight", "hidden.1.weight"):  # 256 entries each: std within ~15 %
+        want = net.get_parameter(name).std().item()
+        assert generated[name].std().item() == pytest.approx(want, rel=0.15), name
+    assert modulated_of(doh) is doh.base and modulated_of(doh).latent_dim == 12
+
+
+@pytest.mark.parametrize("kind", ["shift", "gated"])
+def test_doh_base_meta_trains_and_its_file_is_smaller_and_round_trips(kind, real_patches, tmp_path):
+    doh = doh_base(kind)
+    before = doh.latent.detach().clone()
+    history = meta_train(doh, COORDS, real_patches[:16], steps=6, batch_size=4, inner_steps=2, progress=False,
+                         first_order=True, checkpoint=tmp_path / "c.pt")
+    assert len(history.step) == 6 and all(math.isfinite(p) for p in history.psnr)
+    assert not torch.equal(doh.latent.detach(), before)  # the outer loop trains the D'OH latent
+    lat = fit_latents(doh, COORDS, real_patches[16:24])
+    fit_entropy_model(doh, fit_latents(doh, COORDS, real_patches[:16]))
+    blob = save_base(doh, tmp_path / "base.hpz")
+    plain_bytes = len(save_base(doh.materialize()))
+    assert len(blob) < 0.5 * plain_bytes
+    back = load_base(tmp_path / "base.hpz")
+    assert isinstance(back, HyperModel) and base_hash(back) == base_hash(doh)
+    assert torch.equal(render_latents(back, COORDS, lat), render_latents(doh, COORDS, lat))
+    coded = encode_latents(doh, lat, step=0.25)
+    assert torch.equal(decode_latents(coded, back), decode_latents(coded, doh))
+    with pytest.raises(HyperprojError, match="base hash"):
+        decode_latents(coded, doh.materialize())  # the plain copy is another base
+    resumed = meta_train(doh_base(kind), COORDS, real_patches[:16], steps=6, batch_size=4, inner_steps=2,
+                         progress=False, first_order=True, checkpoint=tmp_path / "c.pt")
+    assert resumed.step == history.step
+    with pytest.raises(HyperprojError, match="D'OH base"):
+        meta_train(small(kind), COORDS, real_patches[:16], steps=6, checkpoint=tmp_path / "c.pt", progress=False)
+
+
+def test_doh_base_file_with_a_wrong_fingerprint_is_refused():
+    doh = doh_base("shift")
+    header, sections = read_container(save_base(doh))
+    header["doh"]["fingerprint"][0] += 1.0
+    with pytest.raises(HyperprojError, match="fingerprint"):
+        load_base(write_container(header, sections))
+    header["doh"] = {"seed": 1}
+    with pytest.raises(HyperprojError, match="'doh' is malformed"):
+        load_base(write_container(header, sections))
+
+
+def test_modulation_functions_reject_a_hypermodel_of_something_else():
+    other = hyperproj.reparametrize(torch.nn.Linear(2, 3), latent_dim=4)
+    with pytest.raises(HyperprojError, match="fit_latents: model must be a ShiftSiren or GatedSiren.*Linear"):
+        fit_latents(other, COORDS, torch.rand(2, 1024, 3))
 
 
 # ---------------------------------------------------------------- coding

@@ -15,6 +15,10 @@ by a dataset* — it is meta-learned once on many signals (:func:`meta_train`), 
 * Coding: :func:`fit_entropy_model`, :func:`save_base` / :func:`load_base`, :func:`base_hash`,
   :func:`encode_latents` / :func:`decode_latents`, :func:`render_file` (file + base -> patches),
   :func:`latents_file_info`.
+* A D'OH base: ``hyperproj.reparametrize(net, n, seed)`` makes every weight matrix of the shared
+  base (SIREN layers and modulation network) ``B_l z``; every function here accepts the
+  wrapped model, and its base file holds only ``z``, the biases and the per-dimension vectors
+  (:func:`modulated_of` returns the modulated SIREN inside).
 * Data: :func:`training_photos`, :func:`kodak_photos`, :func:`cut_patches`, :func:`patch_pool`,
   :func:`install_photos`.
 
@@ -56,6 +60,7 @@ from .models import (
     ResidualBlock,
     ShiftSiren,
     build_modulated,
+    modulated_of,
 )
 
 __all__ = [
@@ -79,6 +84,7 @@ __all__ = [
     "latents_file_info",
     "load_base",
     "meta_train",
+    "modulated_of",
     "patch_pool",
     "per_signal_mse",
     "quantize_latents",

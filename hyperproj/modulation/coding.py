@@ -44,7 +44,8 @@ from .._container import read_container, write_container
 from .._entropy import decode as _decode_stream
 from .._entropy import encode as _encode_stream
 from .._errors import HyperprojError
-from .models import ModulatedSiren, build_modulated
+from ..model import HyperModel, reparametrize
+from .models import ModulatedSiren, build_modulated, modulated_of
 
 __all__ = [
     "BASE_KIND",
@@ -71,12 +72,6 @@ _MAX_ALPHABET = 1 << 16
 
 def _err(where: str, msg: str) -> HyperprojError:
     return HyperprojError(f"hyperproj.modulation.{where}: {msg}")
-
-
-def _check_model(where: str, model: Any) -> ModulatedSiren:
-    if not isinstance(model, ModulatedSiren):
-        raise _err(where, f"model must be a ShiftSiren or GatedSiren, got {type(model).__name__}")
-    return model
 
 
 def _check_latents(where: str, model: ModulatedSiren, latents: Any) -> torch.Tensor:
@@ -110,7 +105,7 @@ def fit_entropy_model(model: ModulatedSiren, latents: torch.Tensor, min_scale: f
         >>> mean.tolist(), scale.tolist()
         ([1.0, 1.0], [1.0, 0.0010000000474974513])
     """
-    _check_model("fit_entropy_model", model)
+    model = modulated_of(model, "fit_entropy_model")
     lat = _check_latents("fit_entropy_model", model, latents)
     if lat.shape[0] < 2:
         raise _err("fit_entropy_model", f"needs at least 2 latents to fit a scale, got {lat.shape[0]}")
@@ -142,7 +137,7 @@ def quantize_latents(model: ModulatedSiren, latents: torch.Tensor, step: float) 
         >>> q.tolist(), back.tolist()
         ([[1, -2]], [[0.5, -1.0]])
     """
-    _check_model("quantize_latents", model)
+    model = modulated_of(model, "quantize_latents")
     lat = _check_latents("quantize_latents", model, latents)
     step = _check_step("quantize_latents", step)
     mean = model.latent_mean.detach().cpu().double()
@@ -151,11 +146,12 @@ def quantize_latents(model: ModulatedSiren, latents: torch.Tensor, step: float) 
     return symbols, _dequantize(model, symbols, step)
 
 
-def _state_items(model: ModulatedSiren) -> list[tuple[str, torch.Tensor]]:
-    return [(k, v.detach().cpu().float().contiguous()) for k, v in model.state_dict().items()]
+def _state_items(model: ModulatedSiren | HyperModel) -> list[tuple[str, torch.Tensor]]:
+    # a D'OH base's ``_extra_state`` (its projection config) goes into the header, not here
+    return [(k, v.detach().cpu().float().contiguous()) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)]
 
 
-def save_base(model: ModulatedSiren, path: str | os.PathLike | None = None) -> bytes:
+def save_base(model: ModulatedSiren | HyperModel, path: str | os.PathLike | None = None) -> bytes:
     """The base-network file (bytes); also written to ``path`` if given.
 
     Deterministic: the same model gives the same bytes, hence the same :func:`base_hash`.
@@ -167,15 +163,17 @@ def save_base(model: ModulatedSiren, path: str | os.PathLike | None = None) -> b
         >>> blob[:3], load_base(blob).config == net.config
         (b'HPZ', True)
     """
-    _check_model("save_base", model)
+    spec = modulated_of(model, "save_base")
     items = _state_items(model)
     header = {
         "K": BASE_KIND,
-        "kind": model.kind,
-        "config": model.config,
-        "inner_steps": int(getattr(model, "meta_inner_steps", 3)),
+        "kind": spec.kind,
+        "config": spec.config,
+        "inner_steps": int(getattr(spec, "meta_inner_steps", 3)),
         "tensors": [[name, list(t.shape)] for name, t in items],
     }
+    if isinstance(model, HyperModel):  # D'OH base: seed, kinds, per-layer scales, fingerprint of B
+        header["doh"] = model.config()
     payload = b"".join(t.numpy().astype("<f4").tobytes() for _, t in items)
     blob = write_container(header, {"w": payload})
     if path is not None:
@@ -201,8 +199,12 @@ def _kind(where: str, header: dict[str, Any], expected: str) -> None:
         raise _err(where, f"expected a file of kind {expected!r}, found {what}")
 
 
-def load_base(data_or_path: bytes | str | os.PathLike) -> ModulatedSiren:
+def load_base(data_or_path: bytes | str | os.PathLike) -> ModulatedSiren | HyperModel:
     """Rebuild the base network from :func:`save_base`'s bytes or file (in eval mode).
+
+    A D'OH base (saved from a ``hyperproj.reparametrize``'d model) comes back as that
+    :class:`~hyperproj.HyperModel`, its ``B`` regenerated from the stored seed and checked
+    against the stored fingerprint.
 
     Examples:
         >>> from hyperproj.modulation import ShiftSiren
@@ -219,8 +221,12 @@ def load_base(data_or_path: bytes | str | os.PathLike) -> ModulatedSiren:
     inner = header.get("inner_steps")
     if not isinstance(tensors, list) or not isinstance(inner, int) or "w" not in sections:
         raise _err(where, "base file header lacks 'tensors'/'inner_steps' or the 'w' section")
-    model = build_modulated(kind, config)
-    own = model.state_dict()
+    spec = build_modulated(kind, config)
+    model: ModulatedSiren | HyperModel = spec
+    doh = header.get("doh")
+    if doh is not None:
+        model = _doh_model(where, spec, doh)
+    own = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     payload = sections["w"]
     state: dict[str, torch.Tensor] = {}
     pos = 0
@@ -239,12 +245,27 @@ def load_base(data_or_path: bytes | str | os.PathLike) -> ModulatedSiren:
     if pos != len(payload) or set(state) != set(own):
         missing = sorted(set(own) - set(state))
         raise _err(where, f"base file tensors do not match the model (missing {missing}, {len(payload) - pos} bytes left)")
+    if doh is not None:
+        state["_extra_state"] = doh  # HyperModel.load_config: adopts the scales, checks B's fingerprint
     model.load_state_dict(state)
-    model.meta_inner_steps = inner
+    spec.meta_inner_steps = inner
     return model.eval()
 
 
-def base_hash(base: ModulatedSiren | bytes) -> str:
+def _doh_model(where: str, spec: ModulatedSiren, doh: Any) -> HyperModel:
+    """The D'OH wrapper a base file's ``"doh"`` header describes (weights still to be loaded)."""
+    try:
+        targets = [t["name"] for t in doh["targets"]]
+        latent_dim, seed = doh["latent_dim"], doh["seed"]
+        options = {k: doh[k] for k in ("projection", "distribution", "latent_scale")}
+    except (KeyError, TypeError) as err:
+        raise _err(where, f"base file header 'doh' is malformed ({err!r}); expected a HyperModel config") from None
+    if "groups" in doh:
+        raise _err(where, "base file header 'doh' uses groups=, which modulated bases do not support")
+    return reparametrize(spec, latent_dim, seed, targets=targets, copy_base=False, **options)
+
+
+def base_hash(base: ModulatedSiren | HyperModel | bytes) -> str:
     """Content hash of a base: the first 32 hex digits of the SHA-256 of its :func:`save_base` bytes.
 
     Examples:
@@ -253,7 +274,7 @@ def base_hash(base: ModulatedSiren | bytes) -> str:
         >>> len(base_hash(net)), base_hash(net) == base_hash(save_base(net))
         (32, True)
     """
-    if isinstance(base, ModulatedSiren):
+    if isinstance(base, (ModulatedSiren, HyperModel)):
         base = save_base(base)
     if not isinstance(base, (bytes, bytearray, memoryview)):
         raise _err("base_hash", f"base must be a model or base-file bytes, got {type(base).__name__}")
@@ -261,7 +282,7 @@ def base_hash(base: ModulatedSiren | bytes) -> str:
 
 
 def encode_latents(
-    model: ModulatedSiren,
+    model: ModulatedSiren | HyperModel,
     latents: torch.Tensor,
     step: float = 0.25,
     path: str | os.PathLike | None = None,
@@ -282,8 +303,8 @@ def encode_latents(
         True
     """
     where = "encode_latents"
-    _check_model(where, model)
-    symbols, _ = quantize_latents(model, latents, step)
+    spec = modulated_of(model, where)
+    symbols, _ = quantize_latents(spec, latents, step)
     lo, hi = int(symbols.min()), int(symbols.max())
     alphabet = hi - lo + 1
     if alphabet > _MAX_ALPHABET:
@@ -302,7 +323,7 @@ def encode_latents(
         "a": alphabet,
     }
     if shape is not None:
-        header["r"] = _check_shape(where, model, shape)
+        header["r"] = _check_shape(where, spec, shape)
     stream = _encode_stream((symbols - lo).reshape(-1).numpy(), alphabet, "rans")
     blob = write_container(header, {"z": stream})
     if path is not None:
@@ -342,7 +363,7 @@ def latents_file_info(data_or_path: bytes | str | os.PathLike) -> dict[str, Any]
 
 def render_file(
     data_or_path: bytes | str | os.PathLike,
-    base: ModulatedSiren | bytes | str | os.PathLike,
+    base: ModulatedSiren | HyperModel | bytes | str | os.PathLike,
     shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Decode a latents file against its base and draw every latent: ``(n, *shape, C)`` uint8.
@@ -361,7 +382,7 @@ def render_file(
     from .meta import render_latents
 
     where = "render_file"
-    model = base if isinstance(base, ModulatedSiren) else load_base(base)
+    model = base if isinstance(base, (ModulatedSiren, HyperModel)) else load_base(base)
     data = _read(where, data_or_path)
     latents = decode_latents(data, model)
     if shape is None:
@@ -369,14 +390,14 @@ def render_file(
         shape = header.get("r")
         if shape is None:
             raise _err(where, "the latents file stores no grid shape; pass shape=(H, W) (e.g. (32, 32))")
-    shape = tuple(_check_shape(where, model, shape))
+    shape = tuple(_check_shape(where, modulated_of(model, where), shape))
     with torch.no_grad():
         out = render_latents(model, grid_coords(shape), latents)
     arr = (out.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return arr.reshape(len(latents), *shape, arr.shape[-1])
 
 
-def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSiren) -> torch.Tensor:
+def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSiren | HyperModel) -> torch.Tensor:
     """Latents ``(n, d)`` float32 from a latents file; ``model`` must be the base it references.
 
     Raises :class:`~hyperproj.HyperprojError` when the file is malformed or was coded against a
@@ -390,7 +411,7 @@ def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSire
         hyperproj._errors.HyperprojError: ...
     """
     where = "decode_latents"
-    _check_model(where, model)
+    spec = modulated_of(model, where)
     header, sections = read_container(_read(where, data_or_path))
     _kind(where, header, LATENTS_KIND)
     fields = {}
@@ -406,15 +427,15 @@ def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSire
             f"the file was coded against base {fields['b']}, but this model's base hash is {own}; "
             "load the matching base file with load_base",
         )
-    if fields["d"] != model.latent_dim or fields["n"] < 1 or not 1 <= fields["a"] <= _MAX_ALPHABET:
+    if fields["d"] != spec.latent_dim or fields["n"] < 1 or not 1 <= fields["a"] <= _MAX_ALPHABET:
         raise _err(
             where,
             f"latents file header is inconsistent: n={fields['n']}, d={fields['d']} (model: "
-            f"{model.latent_dim}), alphabet={fields['a']}",
+            f"{spec.latent_dim}), alphabet={fields['a']}",
         )
     step = _check_step(where, fields["q"])
     if "z" not in sections:
         raise _err(where, "latents file lacks the 'z' section")
     symbols = _decode_stream(sections["z"], fields["n"] * fields["d"], fields["a"], "rans")
     symbols = torch.from_numpy(symbols).reshape(fields["n"], fields["d"]) + fields["o"]
-    return _dequantize(model, symbols, step)
+    return _dequantize(spec, symbols, step)

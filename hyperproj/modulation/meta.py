@@ -36,17 +36,29 @@ import numpy as np
 import torch
 
 from .._errors import HyperprojError
-from .models import ModulatedSiren
+from ..model import HyperModel
+from .models import ModulatedSiren, modulated_of
 
 __all__ = ["inner_loop", "calibrate_inner_lr", "fit_latents", "render_latents", "per_signal_mse", "meta_train", "MetaHistory"]
 
 
-def _check_model(where: str, model: Any) -> ModulatedSiren:
-    if not isinstance(model, ModulatedSiren):
-        raise HyperprojError(
-            f"hyperproj.modulation.{where}: model must be a ShiftSiren or GatedSiren, got {type(model).__name__}"
-        )
-    return model
+def _network(model: ModulatedSiren | HyperModel, keep_graph: bool) -> Any:
+    """``(coords, latents) -> outputs`` for ``model``; a D'OH base generates its weights once here.
+
+    Within one outer step (or one encoding pass) the base weights do not change, so a D'OH base
+    pays one projection ``B z`` per call of this function instead of one per forward pass. With
+    ``keep_graph`` the generated weights stay differentiable in the D'OH latent (meta-training).
+    """
+    if not isinstance(model, HyperModel):
+        return model
+    with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
+        weights = model.generate_weights()
+    base = model.base
+
+    def net(coords: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(base, weights, (coords, latents))
+
+    return net
 
 
 def _check_data(where: str, model: ModulatedSiren, coords: Any, values: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,8 +125,24 @@ def inner_loop(
         >>> inner_loop(net, grid_coords((4, 4)), torch.rand(3, 16, 3), steps=2).shape
         torch.Size([3, 8])
     """
-    _check_model("inner_loop", model)
+    spec = modulated_of(model, "inner_loop")
     _check_steps("inner_loop", "steps", steps, 0)
+    net = _network(model, keep_graph=create_graph)
+    return _adapt(net, spec, coords, values, steps, latents, create_graph, first_order)
+
+
+def _adapt(
+    net: Any,
+    spec: ModulatedSiren,
+    coords: torch.Tensor,
+    values: torch.Tensor,
+    steps: int,
+    latents: torch.Tensor | None,
+    create_graph: bool,
+    first_order: bool,
+) -> torch.Tensor:
+    """:func:`inner_loop` on an already bound network ``net`` (see :func:`_network`)."""
+    model = spec
     if values.dim() != 3:
         raise HyperprojError(
             f"hyperproj.modulation.inner_loop: values must have shape (B, N, C), got {tuple(values.shape)}"
@@ -136,7 +164,7 @@ def inner_loop(
         if not second_order:
             phi = phi.detach().requires_grad_(True)
         for _ in range(steps):
-            loss = per_signal_mse(model(coords, phi), values).sum()
+            loss = per_signal_mse(net(coords, phi), values).sum()
             (grad,) = torch.autograd.grad(loss, phi, create_graph=second_order)
             phi = phi - model.inner_lr * grad
             if not second_order:
@@ -172,23 +200,24 @@ def calibrate_inner_lr(
         >>> bool(torch.allclose(net.inner_lr, torch.full((8,), lr)))
         True
     """
-    _check_model("calibrate_inner_lr", model)
-    coords, values = _check_data("calibrate_inner_lr", model, coords, values)
+    spec = modulated_of(model, "calibrate_inner_lr")
+    coords, values = _check_data("calibrate_inner_lr", spec, coords, values)
     _check_steps("calibrate_inner_lr", "steps", steps, 1)
     if not grid or any(not (isinstance(g, (int, float)) and g > 0 and math.isfinite(g)) for g in grid):
         raise HyperprojError(f"hyperproj.modulation.calibrate_inner_lr: grid must hold positive numbers, got {grid!r}")
-    saved = model.log_inner_lr.detach().clone()
+    saved = spec.log_inner_lr.detach().clone()
     best = (math.inf, float(grid[0]))
+    net = _network(model, keep_graph=False)
     for lr in grid:
-        model.log_inner_lr.fill_(math.log(lr))
-        phi = inner_loop(model, coords, values, steps)
-        loss = float(per_signal_mse(model(coords, phi), values).mean())
+        spec.log_inner_lr.fill_(math.log(lr))
+        phi = _adapt(net, spec, coords, values, steps, None, False, False)
+        loss = float(per_signal_mse(net(coords, phi), values).mean())
         if loss < best[0]:
             best = (loss, float(lr))
     if not math.isfinite(best[0]):
-        model.log_inner_lr.copy_(saved)
+        spec.log_inner_lr.copy_(saved)
         raise HyperprojError("hyperproj.modulation.calibrate_inner_lr: every candidate gave a non-finite loss")
-    model.log_inner_lr.fill_(math.log(best[1]))
+    spec.log_inner_lr.fill_(math.log(best[1]))
     return best[1]
 
 
@@ -211,12 +240,16 @@ def fit_latents(
         >>> fit_latents(net, grid_coords((2, 2)), torch.rand(5, 4, 3), batch_size=2).shape
         torch.Size([5, 4])
     """
-    _check_model("fit_latents", model)
-    coords, values = _check_data("fit_latents", model, coords, values)
-    steps = getattr(model, "meta_inner_steps", 3) if steps is None else steps
+    spec = modulated_of(model, "fit_latents")
+    coords, values = _check_data("fit_latents", spec, coords, values)
+    steps = getattr(spec, "meta_inner_steps", 3) if steps is None else steps
     _check_steps("fit_latents", "steps", steps, 0)
     _check_steps("fit_latents", "batch_size", batch_size, 1)
-    out = [inner_loop(model, coords, values[i : i + batch_size], steps) for i in range(0, len(values), batch_size)]
+    net = _network(model, keep_graph=False)
+    out = [
+        _adapt(net, spec, coords, values[i : i + batch_size], steps, None, False, False)
+        for i in range(0, len(values), batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -230,13 +263,14 @@ def render_latents(model: ModulatedSiren, coords: torch.Tensor, latents: torch.T
         >>> render_latents(net, torch.zeros(7, 2), torch.randn(3, 4)).shape
         torch.Size([3, 7, 3])
     """
-    _check_model("render_latents", model)
+    modulated_of(model, "render_latents")
+    net = _network(model, keep_graph=False)
     if not isinstance(latents, torch.Tensor) or latents.dim() != 2:
         raise HyperprojError(
             f"hyperproj.modulation.render_latents: latents must be a tensor (P, d), got "
             f"{tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__}"
         )
-    return torch.cat([model(coords, latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)])
+    return torch.cat([net(coords, latents[i : i + batch_size]) for i in range(0, len(latents), batch_size)])
 
 
 @dataclass
@@ -265,6 +299,14 @@ class MetaHistory:
         """
         tail = self.psnr[-window:]
         return float(np.mean(tail)) if tail else math.nan
+
+
+def _doh_summary(model: Any) -> dict[str, Any] | None:
+    """What identifies a D'OH base in a checkpoint (None for a plain base)."""
+    if not isinstance(model, HyperModel):
+        return None
+    cfg = model.config()
+    return {k: cfg[k] for k in ("latent_dim", "seed", "projection", "distribution", "latent_scale")}
 
 
 def _batch_indices(seed: int, step: int, pool: int, batch_size: int) -> np.ndarray:
@@ -315,8 +357,8 @@ def meta_train(
         [1, 2]
     """
     where = "meta_train"
-    _check_model(where, model)
-    coords, values = _check_data(where, model, coords, values)
+    spec = modulated_of(model, where)
+    coords, values = _check_data(where, spec, coords, values)
     _check_steps(where, "steps", steps, 0)
     _check_steps(where, "batch_size", batch_size, 1)
     _check_steps(where, "inner_steps", inner_steps, 1)
@@ -327,30 +369,36 @@ def meta_train(
         raise HyperprojError(
             f"hyperproj.modulation.meta_train: inner_lr_lr must be a number >= 0, got {inner_lr_lr!r}"
         )
-    others = [p for name, p in model.named_parameters() if name != "log_inner_lr"]
-    opt = torch.optim.Adam(
-        [{"params": others}, {"params": [model.log_inner_lr], "lr": float(inner_lr_lr)}], lr=float(lr)
-    )
+    doh = isinstance(model, HyperModel)
+    special = [spec.log_inner_lr] + ([model.latent] if doh else [])
+    others = [p for p in model.parameters() if p.requires_grad and not any(p is q for q in special)]
+    groups: list[dict[str, Any]] = [{"params": others}, {"params": [spec.log_inner_lr], "lr": float(inner_lr_lr)}]
+    if doh:  # the D'OH latent at its own rate, as hyperproj.fit does (HyperModel.optimizer_param_groups)
+        groups.append({"params": [model.latent], "lr": float(lr) * model.latent_lr_scale})
+    opt = torch.optim.Adam(groups, lr=float(lr))
     history = MetaHistory()
     start = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and resume and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("kind") != model.kind or state.get("config") != model.config:
+        theirs_doh = state.get("doh")
+        mine_doh = _doh_summary(model)
+        if state.get("kind") != spec.kind or state.get("config") != spec.config or theirs_doh != mine_doh:
             raise HyperprojError(
                 f"hyperproj.modulation.meta_train: checkpoint {str(path)!r} holds a {state.get('kind')!r} "
-                f"model with config {state.get('config')}, not this {model.kind!r} model with config "
-                f"{model.config}; pass resume=False or another checkpoint path"
+                f"model with config {state.get('config')} and D'OH base {theirs_doh}, not this "
+                f"{spec.kind!r} model with config {spec.config} and D'OH base {mine_doh}; pass "
+                "resume=False or another checkpoint path"
             )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         history = MetaHistory(**state["history"])
         start = int(state["step"])
-    model.meta_inner_steps = inner_steps
+    spec.meta_inner_steps = inner_steps
     model.train()
     if start == 0 and steps > 0:
         with torch.no_grad():  # start from the data's mean colour: the SIREN head's output is tiny
-            model.last.bias.copy_(values.mean(dim=(0, 1)))
+            spec.last.bias.copy_(values.mean(dim=(0, 1)))
     if calibrate and start == 0 and steps > 0:
         idx = torch.from_numpy(_batch_indices(seed, 1 << 40, len(values), min(64, len(values))))
         calibrate_inner_lr(model, coords, values[idx], inner_steps)
@@ -362,8 +410,9 @@ def meta_train(
         tmp = path.with_name(path.name + ".tmp")
         torch.save(
             {
-                "kind": model.kind,
-                "config": model.config,
+                "kind": spec.kind,
+                "config": spec.config,
+                "doh": _doh_summary(model),
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "history": {"step": history.step, "psnr": history.psnr, "seconds": history.seconds},
@@ -378,14 +427,15 @@ def meta_train(
     if progress and start < steps:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, initial=start, desc=f"meta-train {model.kind} d={model.latent_dim}", leave=False)
+        bar = tqdm(total=steps, initial=start, desc=f"meta-train {spec.kind} d={spec.latent_dim}", leave=False)
     elapsed = history.seconds[-1] if history.seconds else 0.0
     t0 = time.perf_counter()
     for step in range(start, steps):
         idx = torch.from_numpy(_batch_indices(seed, step, len(values), batch_size))
         target = values[idx]
-        phi = inner_loop(model, coords, target, inner_steps, create_graph=True, first_order=first_order)
-        loss = per_signal_mse(model(coords, phi), target).mean()
+        net = _network(model, keep_graph=True)
+        phi = _adapt(net, spec, coords, target, inner_steps, None, True, first_order)
+        loss = per_signal_mse(net(coords, phi), target).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:

@@ -38,8 +38,17 @@ from torch import nn
 
 from .._errors import HyperprojError
 from ..inr.models import siren_init_
+from ..model import HyperModel
 
-__all__ = ["ModulatedSiren", "ShiftSiren", "GatedSiren", "GateHypernet", "ResidualBlock", "build_modulated"]
+__all__ = [
+    "ModulatedSiren",
+    "ShiftSiren",
+    "GatedSiren",
+    "GateHypernet",
+    "ResidualBlock",
+    "build_modulated",
+    "modulated_of",
+]
 
 
 def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
@@ -330,6 +339,7 @@ class GatedSiren(ModulatedSiren):
         with torch.no_grad():
             for layer in self.hidden:
                 layer.weight.mul_(2.0)
+                layer.hyperproj_init = {**layer.hyperproj_init, "gain": 2.0}  # for reparametrize
             # U, V entries of size ~rank^(-1/4), so U Vᵀ is O(1): with tiny factors the gates sit
             # at the saddle U = V = 0, where the gradient of U Vᵀ in either factor vanishes.
             self.hypernet.out.bias.normal_(0.0, rank**-0.25)
@@ -404,3 +414,38 @@ def build_modulated(kind: str, config: dict[str, Any]) -> ModulatedSiren:
         return _KINDS[kind](**config)
     except TypeError as err:
         raise HyperprojError(f"hyperproj.modulation.build_modulated: bad config for {kind!r}: {err}") from None
+
+
+def modulated_of(model: Any, where: str = "modulated_of") -> ModulatedSiren:
+    """The :class:`ModulatedSiren` of ``model``: the model itself, or the one a D'OH base wraps.
+
+    Every function of :mod:`hyperproj.modulation` accepts either a plain modulated SIREN or one
+    whose shared base was reparametrized with D'OH, ``hyperproj.reparametrize(net, n, seed)``
+    (then every weight matrix of the base — SIREN layers and modulation network — is ``B_l z``
+    and the base file holds only ``z``, the biases and the small per-dimension vectors). The
+    attributes that describe the modulation (``latent_dim``, ``latent_init``, ``inner_lr``, the
+    entropy model) are read from the returned module; the forward pass goes through ``model``.
+
+    Examples:
+        >>> import hyperproj
+        >>> net = ShiftSiren(8, hidden_features=16, hidden_layers=1)
+        >>> modulated_of(net) is net
+        True
+        >>> doh = hyperproj.reparametrize(net, latent_dim=100, seed=0)
+        >>> modulated_of(doh).latent_dim, doh.latent_dim   # modulation latent, D'OH latent
+        (8, 100)
+    """
+    if isinstance(model, ModulatedSiren):
+        return model
+    if isinstance(model, HyperModel) and isinstance(model.base, ModulatedSiren):
+        if model._groups is not None:
+            raise HyperprojError(
+                f"hyperproj.modulation.{where}: a D'OH base with groups= is not supported; "
+                "reparametrize the modulated SIREN without groups"
+            )
+        return model.base
+    inner = f" wrapping {type(model.base).__name__}" if isinstance(model, HyperModel) else ""
+    raise HyperprojError(
+        f"hyperproj.modulation.{where}: model must be a ShiftSiren or GatedSiren, or a "
+        f"hyperproj.reparametrize'd one (a D'OH base), got {type(model).__name__}{inner}"
+    )
