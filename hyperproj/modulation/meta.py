@@ -53,10 +53,9 @@ def _network(model: ModulatedSiren | HyperModel, keep_graph: bool) -> Any:
         return model
     with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
         weights = model.generate_weights()
-    base = model.base
 
     def net(coords: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(base, weights, (coords, latents))
+        return model.call_with_weights(weights, coords, latents)
 
     return net
 
