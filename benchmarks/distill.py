@@ -5,8 +5,9 @@ real image (a centre crop of a Kodak image, or scikit-image's astronaut when --d
 then distilled into latents of 25 / 50 / 75 / 100 % of its weight count: PSNR right after the
 projection and after fine-tuning, next to the pretrained SIREN, for both weightings.
 
-Part 2 (speed and memory): distilling the 9-hidden-layer width-40 SIREN (14,600 projected
-weights) at n = 30 / 60 / 100 % of its weights, each case in a fresh subprocess so that its peak
+Part 2 (speed and memory): distilling the 9-hidden-layer width-40 SIREN (``Siren(2, 40, 8, 3)``:
+nine width-40 sine layers, 13,000 projected weights, the issue's and ``projection_speed.py``'s
+"SIREN 9x40") at n = 30 / 60 / 100 % of its weights, each case in a fresh subprocess so that its peak
 resident memory is its own; solve seconds and whole-call seconds (the call includes generating B).
 
     python benchmarks/distill.py [--data ../shared/data/kodak] [--quick] [--part 1|2|both]
@@ -67,7 +68,7 @@ def part1(args) -> None:
 
 def _one_case(frac: float, projection: str) -> dict:
     torch.manual_seed(0)
-    siren = Siren(2, 40, 9, 3)
+    siren = Siren(2, 40, 8, 3)  # nine width-40 sine layers, 13,000 weights
     P = sum(p.numel() for n, p in siren.named_parameters() if p.dim() >= 2)
     n = int(round(frac * P))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -89,7 +90,7 @@ def part2(args) -> None:
     if not args.quick:
         kinds.append("streamed")
     fracs = (0.3,) if args.quick else (0.3, 0.6, 1.0)
-    print("\nPart 2 — distilling Siren(2, 40, 9, 3) (14,600 projected weights), one subprocess per case")
+    print("\nPart 2 — distilling Siren(2, 40, 8, 3) (9x40 SIREN, 13,000 projected weights), one subprocess per case")
     print(f"{'latent':>7s} {'n':>6s} {'projection':>10s} {'solver':>14s} {'solve s':>8s} "
           f"{'call s':>7s} {'peak extra MB':>13s} {'of it model B':>13s} {'n² floats MB':>12s} "
           f"{'max resid':>9s}")
