@@ -15,6 +15,7 @@ from .distill import DistillReport, distill
 from .init_rules import init_rule_names, register_init_rule
 from .inr import FitHistory, fit
 from .model import HyperModel, reparametrize
+from .optim import WeightSpaceAdam
 from .projection import projection_kinds, register_projection
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "FitHistory",
     "HyperModel",
     "HyperprojError",
+    "WeightSpaceAdam",
     "compress",
     "decompress",
     "distill",

@@ -45,6 +45,7 @@ from torch import nn
 
 from ._errors import HyperprojError
 from .model import HyperModel, reparametrize
+from .projection import projection_adjoint
 
 __all__ = ["distill", "project_weights", "DistillReport", "WEIGHTINGS"]
 
@@ -260,10 +261,7 @@ def _cgls(proj, targets, lw, iters: int, tol: float):
                 return work(v) * sqrt_w
 
         def adjoint(res):
-            v = torch.zeros(proj.latent_dim, dtype=dtype, requires_grad=True)
-            with torch.enable_grad():
-                (g,) = torch.autograd.grad(work(v), v, grad_outputs=res * sqrt_w)
-            return g
+            return projection_adjoint(work, res * sqrt_w)
 
         state = {"r": target.clone()}
         s = adjoint(state["r"])

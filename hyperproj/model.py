@@ -29,7 +29,7 @@ from torch import nn
 from . import rng
 from ._errors import HyperprojError
 from .init_rules import RuleSpec, resolve_variances
-from .projection import DEFAULT_DENSE_CAP_BYTES, make_projection, resolve_kind
+from .projection import DEFAULT_DENSE_CAP_BYTES, make_projection, projection_adjoint, resolve_kind
 from .targets import Pattern, select_targets
 
 __all__ = ["HyperModel", "reparametrize", "FORMAT_VERSION", "LATENT_SCALES"]
@@ -191,6 +191,9 @@ class HyperModel(nn.Module):
             self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
         self.projection.to(device=params[0].device, dtype=params[0].dtype)
         self._fingerprint: list[float] | None = None
+        self._weight_grad_capture = False
+        self._weight_grad_owner = None  # weakref to the WeightSpaceAdam that switched capture on
+        self.weight_grad: torch.Tensor | None = None
         self._rebuild_offset()
 
     def _rebuild_offset(self) -> None:
@@ -239,9 +242,15 @@ class HyperModel(nn.Module):
             torch.Size([2, 3])
         """
         z = self.latent if latent is None else latent
-        flat = self.projection(z)
-        if self.offset_weights is not None:  # W0 + gain_l · B_l z for all layers in one op
-            flat = torch.addcmul(self.offset_weights, flat, self._gain_vector)
+        if latent is None and self._weight_grad_capture and torch.is_grad_enabled():
+            # weight-space optimizers (hyperproj.WeightSpaceAdam): the generated weights are a leaf
+            # whose gradient is collected here; nothing flows back through the projection
+            with torch.no_grad():
+                flat = self._flat_weights(z)
+            flat.requires_grad_(True)
+            flat.register_hook(self._collect_weight_grad)
+        else:
+            flat = self._flat_weights(z)
         offsets = self.projection.offsets
         # one split (its backward is one concatenation, not a zero-filled copy per layer)
         parts = flat.split([b - a for a, b in zip(offsets, offsets[1:])], dim=-1)
@@ -251,6 +260,45 @@ class HyperModel(nn.Module):
             for alias in self._aliases[name]:
                 out[alias] = w
         return out
+
+    def _flat_weights(self, z: torch.Tensor) -> torch.Tensor:
+        flat = self.projection(z)
+        if self.offset_weights is not None:  # W0 + gain_l · B_l z for all layers in one op
+            flat = torch.addcmul(self.offset_weights, flat, self._gain_vector)
+        return flat
+
+    def _collect_weight_grad(self, grad: torch.Tensor) -> None:
+        g = grad.detach()
+        self.weight_grad = g.clone() if self.weight_grad is None else self.weight_grad.add_(g)
+
+    def capture_weight_grads(self, enabled: bool = True) -> None:
+        """Collect ``dL/dW`` (all generated weights, flattened) in :attr:`weight_grad` instead of
+        back-propagating into the latent; for optimizers that work in weight space
+        (:class:`hyperproj.WeightSpaceAdam` switches it on). ``latent.grad`` stays ``None`` then.
+
+        Examples:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> hyper.capture_weight_grads()
+            >>> hyper(torch.ones(3)).sum().backward()
+            >>> hyper.weight_grad.shape, hyper.latent.grad
+            (torch.Size([6]), None)
+        """
+        self._weight_grad_capture = bool(enabled)
+        self.weight_grad = None
+
+    def latent_vjp(self, grad_weights: torch.Tensor) -> torch.Tensor:
+        """``Jᵀ g``: the latent gradient that a flattened weight gradient ``g`` (shape ``(P,)``,
+        layers in :attr:`target_names` order) back-propagates to, without autograd's graph.
+
+        Examples:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> hyper.latent_vjp(torch.ones(6)).shape
+            torch.Size([4])
+        """
+        g = grad_weights
+        if self._gain_vector is not None:
+            g = g * self._gain_vector
+        return projection_adjoint(self.projection, g)
 
     def forward(self, *args, **kwargs):
         return self.call_with_weights(self.generate_weights(), *args, **kwargs)

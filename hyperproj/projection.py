@@ -288,6 +288,26 @@ class StreamedProjection(Projection):
         return _generate_rows(self, start, stop)
 
 
+def projection_adjoint(proj: Projection, g: torch.Tensor) -> torch.Tensor:
+    """``Bᵀ g`` for ``g`` of shape ``(P,)``: the projection's own ``adjoint`` where it has one, else
+    the vector-Jacobian product of the (linear) operator at ``z = 0``. Not differentiated through.
+
+    Examples:
+        >>> p = make_projection("dense", 3, [4], [1.0], seed=0)
+        >>> g = torch.randn(4)
+        >>> torch.allclose(projection_adjoint(p, g), p.rows(0, 4).T @ g, atol=1e-6)
+        True
+    """
+    own = getattr(proj, "adjoint", None)
+    if callable(own):
+        with torch.no_grad():
+            return own(g)
+    v = torch.zeros(proj.latent_dim, dtype=g.dtype, device=g.device, requires_grad=True)
+    with torch.enable_grad():
+        (out,) = torch.autograd.grad(proj(v), v, grad_outputs=g)
+    return out
+
+
 def resolve_kind(kind: str, latent_dim: int, num_outputs: int,
                  dense_cap_bytes: int = DEFAULT_DENSE_CAP_BYTES) -> str:
     """The concrete kind for ``kind``: ``"auto"`` → dense while ``B`` is small, else fastfood.

@@ -49,25 +49,37 @@ def test_siren_fits_real_photo_crop(crop64, seed):
     assert crop64.evaluate(model)["ssim"] > 0.9
 
 
-def test_hypermodel_at_full_latent_trains_close_to_the_plain_siren(crop64):
-    # The same Siren(2, 64, 3, 3), 200 full-batch Adam steps at fit's default lr, plain vs
-    # reparametrized at 100 % latent (n = 12,608 = its weight count) with the offset latent that
-    # compress uses (W = W0 + R z, fastfood chosen by "auto"). Observed (seeds 0 / 1 / 2):
-    # plain 37.66 / 38.64 / 38.45 dB, D'OH 36.38 / 35.66 / 36.20 (gap 1.28 / 2.98 / 2.25 dB; at
-    # 400 steps 1.10 / 1.31 / 2.32). The 1 dB target is NOT met yet; this pins the gap
-    # so that a regression shows. The default unit latent is far behind at this step count
-    # (26-27 dB after 100 steps against 34-35), which is why compress switches to offset.
+def test_hypermodel_at_full_latent_trains_close_to_the_plain_siren():
+    # Siren(2, 64, 3, 3), 200 full-batch steps at lr 1e-3, plain (Adam) vs reparametrized at
+    # 100 % latent (n = 12,608 = its weight count, offset latent as compress uses, fastfood by
+    # "auto"), model seeds 0 / 1 / 2. Observed: plain 37.66 / 38.64 / 38.45 dB; Adam on z
+    # 36.38 / 35.66 / 36.20 (gaps 1.28 / 2.98 / 2.25); WeightSpaceAdam(step_scale=2)
+    # 39.46 / 37.82 / 38.23 (gaps -1.80 / 0.81 / 0.22, mean -0.26). (Plain Adam at lr 2e-3, the
+    # same step length, gives 37.94 / 38.41 / 38.04, so the match is not a learning-rate effect.)
+    # Asserted: the mean gap over the three seeds within the 1 dB, none over 1.5 dB,
+    # and WeightSpaceAdam ahead of Adam on z on average.
     import hyperproj
 
-    torch.manual_seed(0)
-    plain = Siren(2, 64, 3, 3)
-    weights = sum(p.numel() for n, p in plain.named_parameters() if n.endswith("weight"))
-    torch.manual_seed(0)
-    hyper = hyperproj.reparametrize(Siren(2, 64, 3, 3), latent_dim=weights, seed=0, latent_scale="offset")
-    a = fit(plain, crop64, steps=200, lr=1e-3, progress=False, eval_every=50).best[1]
-    b = fit(hyper, crop64, steps=200, lr=1e-3, progress=False, eval_every=50).best[1]
-    assert a >= 35.0
-    assert b >= a - 3.0
+    crop = astronaut_crop(64)
+    gaps, gains = [], []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        plain = Siren(2, 64, 3, 3)
+        weights = sum(p.numel() for n, p in plain.named_parameters() if n.endswith("weight"))
+        a = fit(plain, crop, steps=200, lr=1e-3, progress=False, eval_every=50).best[1]
+        runs = {}
+        for opt in ("adam", "weight_space_adam"):
+            torch.manual_seed(seed)
+            hyper = hyperproj.reparametrize(Siren(2, 64, 3, 3), latent_dim=weights, seed=seed, latent_scale="offset")
+            kwargs = {"step_scale": 2.0} if opt != "adam" else None
+            runs[opt] = fit(hyper, crop, steps=200, lr=1e-3, progress=False, eval_every=50, optimizer=opt,
+                            optimizer_kwargs=kwargs).best[1]
+        assert a >= 35.0
+        gaps.append(a - runs["weight_space_adam"])
+        gains.append(runs["weight_space_adam"] - runs["adam"])
+    assert sum(gaps) / 3 <= 1.0, gaps
+    assert max(gaps) <= 1.5, gaps
+    assert sum(gains) / 3 >= 1.0, gains
 
 
 def test_audio_fit_improves_psnr():

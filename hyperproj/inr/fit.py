@@ -142,6 +142,14 @@ def make_optimizer(name: str, params: Any, lr: float, **kwargs: Any) -> torch.op
         raise HyperprojError(f"hyperproj.fit: cannot build optimizer {name!r}: {err}") from None
 
 
+_WEIGHT_SPACE_NAMES = ("weight_space_adam", "weight-space-adam", "weightspaceadam")
+
+
+def _resolve_optimizer_name(name: Any) -> str:
+    key = str(name).lower()
+    return "weight_space_adam" if key in _WEIGHT_SPACE_NAMES else key
+
+
 def _find_hook(model: nn.Module, name: str) -> tuple[nn.Module, Callable] | None:
     for mod in model.modules():
         fn = getattr(mod, name, None)
@@ -226,8 +234,10 @@ def fit(
             ``torch.Generator`` seeded with ``seed``); ``None`` = the whole signal every step,
             computed in chunks of ``chunk_size`` rows whose gradients are accumulated (the same
             gradient as one big pass, and faster on a CPU).
-        optimizer: name from ``torch.optim``/``torch_optimizer`` (case-insensitive) or an
-            optimizer instance (then ``lr`` and ``optimizer_kwargs`` are ignored).
+        optimizer: a name from ``torch.optim``/``torch_optimizer`` (case-insensitive),
+            ``"weight_space_adam"`` (:class:`hyperproj.WeightSpaceAdam`, for offset-latent
+            HyperModels; fit releases it at the end) or an optimizer instance (then ``lr`` and
+            ``optimizer_kwargs`` are ignored).
         scheduler: ``None``, ``"exponential"`` (lr × ``final_lr_ratio`` ** (t/steps)),
             ``"cosine"`` (from lr down to lr × ``final_lr_ratio``), a torch LR scheduler built on
             the given optimizer instance, or ``callable(optimizer) -> scheduler``. Stepped once
@@ -297,12 +307,22 @@ def fit(
     found = _find_hook(model, "regularization_loss")
     reg_fn = found[1] if found is not None else None
 
+    owned_opt = None  # an optimizer fit built and must release (WeightSpaceAdam)
     if isinstance(optimizer, torch.optim.Optimizer):
         opt = optimizer
     else:
-        groups_fn = getattr(model, "optimizer_param_groups", None)
-        params = groups_fn(lr) if callable(groups_fn) else [p for p in model.parameters() if p.requires_grad]
-        opt = make_optimizer(optimizer, params, lr, **(optimizer_kwargs or {}))
+        key = _resolve_optimizer_name(optimizer)
+        if key == "weight_space_adam":
+            from ..optim import WeightSpaceAdam
+
+            try:
+                opt = owned_opt = WeightSpaceAdam(model, lr, **(optimizer_kwargs or {}))
+            except TypeError as err:
+                raise HyperprojError(f"hyperproj.fit: cannot build optimizer {optimizer!r}: {err}") from None
+        else:
+            groups_fn = getattr(model, "optimizer_param_groups", None)
+            params = groups_fn(lr) if callable(groups_fn) else [p for p in model.parameters() if p.requires_grad]
+            opt = make_optimizer(key, params, lr, **(optimizer_kwargs or {}))
     timer = {"spent": 0.0}  # training seconds so far, for a time-based schedule
     clock = (lambda: timer["spent"] / time_budget) if time_budget is not None else None
     sched = _make_scheduler(scheduler, opt, steps, float(final_lr_ratio), clock)
@@ -415,6 +435,8 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        if owned_opt is not None:
+            owned_opt.release()
     if best_state is not None and history.best_index != len(history.metric) - 1:
         model.load_state_dict(best_state)
     return history
