@@ -64,7 +64,8 @@ class WeightSpaceAdam(torch.optim.Adam):
 
     Args:
         model: a :class:`~hyperproj.HyperModel` with ``latent_scale="offset"``, or a module that
-            contains exactly one (its other trainable parameters get plain Adam).
+            contains one (the first found is used; every other trainable parameter of ``model``
+            gets plain Adam).
         lr: learning rate of every parameter (the latent's is ``lr × latent_lr_scale``).
         betas, eps: Adam's.
         step_scale: multiplier of the latent's back-projected step (default 1: the weights move
