@@ -67,7 +67,8 @@ class WeightSpaceAdam(torch.optim.Adam):
             contains one (the first found is used; every other trainable parameter of ``model``
             gets plain Adam).
         lr: learning rate of every parameter (the latent's is ``lr × latent_lr_scale``).
-        betas, eps: Adam's.
+        betas: Adam's moment decay rates.
+        eps: Adam's denominator term.
         step_scale: multiplier of the latent's back-projected step (default 1: the weights move
             as far per step as under plain Adam at ``lr``; 2 trains shallow SIRENs faster, see
             docs/concepts.md, and makes a 10-layer one collapse).
