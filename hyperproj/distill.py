@@ -138,17 +138,23 @@ def _gram_solve(proj, targets, lw, block_rows, dtype, ridge):
         local = targets[layer][a - proj.offsets[layer] : b - proj.offsets[layer]].to(dtype)
         gram.addmm_(rows.T, rows, alpha=lw[layer])
         rhs.add_(rows.T @ local, alpha=lw[layer])
+        del rows  # else two blocks are alive while the next one is generated
     if ridge:
         gram.diagonal().add_(ridge * float(gram.diagonal().mean()))
-    # Factored in place (the Gram matrix is the one n × n buffer; a float64 copy and a separate
-    # factor tripled the peak, 1.8 GB for the streamed 9x40 SIREN at n = 60 %).
+    # Factored in place: the Gram matrix is the one n × n buffer. It is symmetric, so its
+    # transposed view is the same matrix in LAPACK's column-major layout, which cholesky_ex writes
+    # into directly (given the row-major tensor itself as ``out``, torch factors a column-major
+    # copy and copies it back: 2n² floats at the peak). The solves are two triangular ones on
+    # views of the factor (cholesky_solve would copy it too).
+    chol = gram.mT
     info = torch.empty((), dtype=torch.int32)
-    torch.linalg.cholesky_ex(gram, out=(gram, info))
+    torch.linalg.cholesky_ex(chol, out=(chol, info))
     if int(info) != 0:
         return None, math.inf
-    diag = gram.diagonal()
+    diag = chol.diagonal()
     cond = float((diag.max() / diag.min()) ** 2)
-    return torch.cholesky_solve(rhs[:, None], gram)[:, 0].double(), cond
+    y = torch.linalg.solve_triangular(chol, rhs[:, None], upper=False)
+    return torch.linalg.solve_triangular(chol.mT, y, upper=True)[:, 0].double(), cond
 
 
 def _min_norm_solve(proj, targets, lw, block_rows):
