@@ -72,19 +72,33 @@ def train(name: str, model, signal, steps: int, lr: float, **kw) -> dict:
     return {"model": name, "params": count(model), "s_per_step": hist.seconds[-1] / hist.step[-1], **metrics}
 
 
-def image_comparison(sig: ImageSignal, cfg: dict, lr: float) -> tuple[list[dict], LocalGlobal]:
+def image_comparison(sig: ImageSignal, cfg: dict, lrs: list[float]) -> tuple[list[dict], LocalGlobal]:
+    """The three models at equal parameter count, each at the best of ``lrs`` (by PSNR)."""
     c = sig.shape[2]
     torch.manual_seed(0)
-    lg = LocalGlobal(2, c, cfg["factors"], cfg["local"], cfg["glob"], cfg["layers"])
-    target = count(lg)
+    target = count(LocalGlobal(2, c, cfg["factors"], cfg["local"], cfg["glob"], cfg["layers"]))
     sw = siren_width(target, 2, c, cfg["layers"])
     pw = pp_width(target, 2, c, cfg["factors"], cfg["layers"])
-    rows = [train(f"Local-Global SIREN (local {cfg['local']}, global {cfg['glob']})", lg, sig, cfg["steps"], lr)]
-    torch.manual_seed(0)
-    rows.append(train(f"SIREN (width {sw})", Siren(2, sw, cfg["layers"], c), sig, cfg["steps"], lr))
-    torch.manual_seed(0)
-    rows.append(train(f"SIREN-per-partition (local {pw})", LocalGlobal(2, c, cfg["factors"], pw, 0, cfg["layers"]),
-                      sig, cfg["steps"], lr))
+    makers = [
+        (f"Local-Global SIREN (local {cfg['local']}, global {cfg['glob']})",
+         lambda: LocalGlobal(2, c, cfg["factors"], cfg["local"], cfg["glob"], cfg["layers"])),
+        (f"SIREN (width {sw})", lambda: Siren(2, sw, cfg["layers"], c)),
+        (f"SIREN-per-partition (local {pw})", lambda: LocalGlobal(2, c, cfg["factors"], pw, 0, cfg["layers"])),
+    ]
+    rows, lg = [], None
+    for i, (name, make) in enumerate(makers):
+        best = None
+        for rate in lrs:
+            torch.manual_seed(0)
+            model = make()
+            r = train(name, model, sig, cfg["steps"], rate)
+            r["lr"] = rate
+            print(f"  {name} at lr {rate:g}: {r['psnr']:.2f} dB, {r['s_per_step']:.3f} s/step", flush=True)
+            if best is None or r["psnr"] > best["psnr"]:
+                best = r
+                if i == 0:
+                    lg = model
+        rows.append(best)
     return rows, lg
 
 
@@ -178,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate for every model (default 3e-3)")
     ap.add_argument("--img-out", type=Path, default=None, help="write small PNGs here")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--image-lrs", default=None,
+                    help="comma-separated learning rates for the image comparison, each model at its best "
+                         "(default: --lr alone)")
+    ap.add_argument("--only", choices=["image", "doh", "audio"], default=None, help="run one part")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = dict(SETTINGS["quick" if a.quick else "full"])
@@ -191,40 +209,46 @@ def main(argv: list[str] | None = None) -> int:
           f"at lr {a.lr}, {torch.get_num_threads()} thread(s)")
     print(f"image: {name}; partitions {cfg['factors'][0]}x{cfg['factors'][1]}, hidden layers {cfg['layers']}")
     print()
-    rows, lg = image_comparison(sig, cfg, a.lr)
-    print("## Image, equal parameter count")
-    print("| model | params | PSNR (dB) | SSIM | s/step |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['params']:,} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['s_per_step']:.4f} |")
-    if a.img_out is not None:
-        sig.to_image(sig.values).save(a.img_out / "lg_original.png")
-        sig.to_image(sig.render(lg)).save(a.img_out / "lg_plain.png")
-    print()
-    doh, cr = doh_rates(sig, cfg, a.lr, a.img_out)
-    print("## D'OH per-partition latents (groups=\"partition\"), 8-bit latent, 10-bit biases, rans; rate = file size")
-    print("| latent (% of weights) | split: shared + partitions x each | bytes | bpp | PSNR (dB) | SSIM | train s |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    for r in doh:
-        print(f"| {r['latent']:,} ({100 * r['frac']:.0f}%) | {r['split']} | {r['bytes']:,} | {r['bpp']:.3f} | "
-              f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['train_s']:.1f} |")
-    print()
-    print("## The largest file cropped to the top-left quarter (hyperproj.codec.crop, no retraining)")
-    print("| file | partitions | bytes | share of bytes | PSNR on the kept region (dB) |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| uncropped | {cr['full_partitions']} | {cr['full_bytes']:,} | 100% | {cr['psnr_full_file']:.2f} |")
-    print(f"| cropped ({cr['region']} px) | {cr['crop_partitions']} | {cr['crop_bytes']:,} | "
-          f"{100 * cr['crop_bytes'] / cr['full_bytes']:.1f}% | {cr['psnr_crop_file']:.2f} |")
-    print(f"kept region bit-identical between the two files: {cr['identical']}; crop took {cr['crop_s']:.2f} s")
-    print()
-    what, arows = audio_comparison(cfg, a.lr / 3)
-    print(f"## Audio, partition factor 32, equal parameter count — {what}")
-    if arows:
-        print("| model | params | lr | PSNR (dB) | SNR (dB) | s/step |")
+    image_lrs = [float(v) for v in a.image_lrs.split(",")] if a.image_lrs else [a.lr]
+    if a.only in (None, "image"):
+        rows, lg = image_comparison(sig, cfg, image_lrs)
+        print(f"## Image, equal parameter count (each model at its best of lr {', '.join(f'{v:g}' for v in image_lrs)})")
+        print("| model | params | lr | PSNR (dB) | SSIM | s/step |")
         print("|---|---:|---:|---:|---:|---:|")
-        for r in arows:
-            print(f"| {r['model']} | {r['params']:,} | {r['lr']:g} | {r['psnr']:.2f} | {r['snr']:.2f} | {r['s_per_step']:.4f} |")
-    print()
+        for r in rows:
+            print(f"| {r['model']} | {r['params']:,} | {r['lr']:g} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                  f"{r['s_per_step']:.4f} |")
+        if a.img_out is not None:
+            sig.to_image(sig.values).save(a.img_out / "lg_original.png")
+            sig.to_image(sig.render(lg)).save(a.img_out / "lg_plain.png")
+        print()
+    if a.only in (None, "doh"):
+        doh, cr = doh_rates(sig, cfg, a.lr, a.img_out)
+        print("## D'OH per-partition latents (groups=\"partition\"), 8-bit latent, 10-bit biases, rans; rate = file size")
+        print("| latent (% of weights) | split: shared + partitions x each | bytes | bpp | PSNR (dB) | SSIM | train s |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for r in doh:
+            print(f"| {r['latent']:,} ({100 * r['frac']:.0f}%) | {r['split']} | {r['bytes']:,} | {r['bpp']:.3f} | "
+                  f"{r['psnr']:.2f} | {r['ssim']:.4f} | {r['train_s']:.1f} |")
+        print()
+        print("## The largest file cropped to the top-left quarter (hyperproj.codec.crop, no retraining)")
+        print("| file | partitions | bytes | share of bytes | PSNR on the kept region (dB) |")
+        print("|---|---:|---:|---:|---:|")
+        print(f"| uncropped | {cr['full_partitions']} | {cr['full_bytes']:,} | 100% | {cr['psnr_full_file']:.2f} |")
+        print(f"| cropped ({cr['region']} px) | {cr['crop_partitions']} | {cr['crop_bytes']:,} | "
+              f"{100 * cr['crop_bytes'] / cr['full_bytes']:.1f}% | {cr['psnr_crop_file']:.2f} |")
+        print(f"kept region bit-identical between the two files: {cr['identical']}; crop took {cr['crop_s']:.2f} s")
+        print()
+    if a.only in (None, "audio"):
+        what, arows = audio_comparison(cfg, a.lr / 3)
+        print(f"## Audio, partition factor 32, equal parameter count — {what}")
+        if arows:
+            print("| model | params | lr | PSNR (dB) | SNR (dB) | s/step |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for r in arows:
+                print(f"| {r['model']} | {r['params']:,} | {r['lr']:g} | {r['psnr']:.2f} | {r['snr']:.2f} | "
+                      f"{r['s_per_step']:.4f} |")
+        print()
     print(f"total {time.perf_counter() - t_all:.0f} s")
     return 0
 
