@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         a.img_out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     name, sig = load_image(a.data, cfg["size"])
+    lrs_note = f" (image comparison: best of lr {a.image_lrs})" if a.image_lrs else ""
     print(f"# Local-Global INRs — {'quick' if a.quick else 'full'} setting, {cfg['steps']} full-batch Adam steps "
-          f"at lr {a.lr}, {torch.get_num_threads()} thread(s)")
+          f"at lr {a.lr}{lrs_note}, {torch.get_num_threads()} thread(s)")
     print(f"image: {name}; partitions {cfg['factors'][0]}x{cfg['factors'][1]}, hidden layers {cfg['layers']}")
     print()
     image_lrs = [float(v) for v in a.image_lrs.split(",")] if a.image_lrs else [a.lr]
