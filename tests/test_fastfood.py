@@ -332,3 +332,52 @@ def test_operator_node_higher_order_and_forward_mode():
     grads = torch.func.vmap(torch.func.grad(lambda v: (p(v) * a).sum()))(torch.randn(4, 9, dtype=torch.float64))
     assert torch.allclose(grads, (dense.T @ a).expand(4, 9), atol=1e-10)
     assert torch.autograd.gradgradcheck(p, (z,))
+
+
+@pytest.mark.parametrize("latent_scale", ["unit", "offset"])
+def test_hypermodel_single_node_path_matches_generic(latent_scale):
+    # A fastfood HyperModel generates its own latent's weights through one autograd node
+    # (hyperproj.model._GeneratedWeights). Gradients, double backward, jvp and vmap must equal
+    # the generic path (an explicit latent goes projection -> split -> views).
+    import hyperproj
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16),
+                              torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    hyper = hyperproj.reparametrize(net, latent_dim=40, seed=1, projection="fastfood",
+                                    latent_scale=latent_scale).double()
+    with torch.no_grad():
+        hyper.latent.add_(0.1 * torch.randn_like(hyper.latent))
+    x = torch.randn(11, 3, dtype=torch.float64)
+
+    def loss_of(out):
+        return (out.sin() ** 2).sum()
+
+    # which path runs: the single node (hyperproj.model._GeneratedWeights) for the own latent,
+    # the generic one for an explicit latent
+    assert type(hyper.generate_weights()["0.weight"].grad_fn).__name__ == "_GeneratedWeightsBackward"
+    assert type(hyper.generate_weights(hyper.latent)["0.weight"].grad_fn).__name__ != "_GeneratedWeightsBackward"
+
+    (g_fused,) = torch.autograd.grad(loss_of(hyper(x)), hyper.latent, create_graph=True)
+    (g_generic,) = torch.autograd.grad(loss_of(hyper.call_with_latent(hyper.latent, x)), hyper.latent,
+                                       create_graph=True)
+    assert torch.allclose(g_fused, g_generic, rtol=1e-10, atol=1e-12)
+    v = torch.randn_like(g_fused)
+    (hv_fused,) = torch.autograd.grad(g_fused @ v, hyper.latent)
+    (hv_generic,) = torch.autograd.grad(g_generic @ v, hyper.latent)
+    assert torch.allclose(hv_fused, hv_generic, rtol=1e-8, atol=1e-10)
+    assert hv_fused.abs().max() > 0
+
+    z = hyper.latent.detach().clone()
+    dz = torch.randn_like(z)
+    _, t_fused = torch.func.jvp(lambda w: torch.func.functional_call(hyper, {"latent": w}, (x,)), (z,), (dz,))
+    _, t_generic = torch.func.jvp(lambda w: hyper.call_with_latent(w, x), (z,), (dz,))
+    assert torch.allclose(t_fused, t_generic, rtol=1e-10, atol=1e-12)
+
+    zs = z + 0.1 * torch.randn(4, z.numel(), dtype=torch.float64)
+    grads = torch.func.vmap(torch.func.grad(
+        lambda w: loss_of(torch.func.functional_call(hyper, {"latent": w}, (x,)))))(zs)
+    for zi, gi in zip(zs, grads):
+        zi = zi.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(loss_of(hyper.call_with_latent(zi, x)), zi)
+        assert torch.allclose(gi, ref, rtol=1e-9, atol=1e-11)
