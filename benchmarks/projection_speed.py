@@ -8,8 +8,9 @@ Two parts, printed as tables:
    pixels of ``skimage.data.astronaut`` (random targets if scikit-image is missing). The plain
    network and the same network with projected weights (``hyperproj.reparametrize``) at latent
    sizes of 30 / 60 / 100 % of the projected weights, at batches 1,024 / 16,384 / 65,536.
-   Variants are interleaved step by step (order rotated each round) and the median is reported:
-   the machines here are noisy. ``streamed`` is slow and gets only a few steps.
+   Each variant is interleaved step by step with the plain network (its own pair, so that no
+   variant runs on caches another one flushed) and the median ratio is reported: the machines
+   here are noisy. ``streamed`` is slow and gets only a few steps.
 2. **Scale check**: a 5×512 ReLU MLP (1,051,136 projected weights) at ``n = 100,000`` with
    ``fastfood``: step time against plain at a realistic batch, and extra peak memory (resident set
    size of a fresh subprocess per variant, relative to the plain one).
@@ -24,6 +25,7 @@ Usage::
     .venv/bin/python benchmarks/projection_speed.py             # full tables (several minutes)
     .venv/bin/python benchmarks/projection_speed.py --threads 1 # pin torch's thread count
     .venv/bin/python benchmarks/projection_speed.py --quick --no-scale --quality 300  # PSNR
+    .venv/bin/python benchmarks/projection_speed.py --crossover  # the rule of projection="auto"
 
 Example (library use of what is timed here):
     >>> import torch, hyperproj
@@ -320,11 +322,14 @@ def siren_table(fracs, batches, kinds, rounds, streamed_batches, streamed_rounds
                   f"state {state_mb(models[kind]):8.2f} MB", flush=True)
         for batch in batches:
             x, y = x_all[:batch], y_all[:batch]
-            steps = {"plain": make_step(base, x, y)}
-            steps.update({k: make_step(m, x, y) for k, m in models.items()})
-            med = interleaved_medians(steps, rounds)
-            plain_ms.setdefault(batch, []).append(med["plain"] * 1e3)
+            # Each kind is timed against plain in its own interleaved pair: in one rotation of
+            # all kinds, the step after a dense one starts with caches flushed by its 200-700 MB
+            # matrix, which cost the next kind ~5 % at batch 1,024 (measured 2026-12-04).
+            r = rounds * (8 if batch <= 1_024 else 2 if batch <= 16_384 else 1)
+            plain_step = make_step(base, x, y)
             for k in kinds:
+                med = interleaved_medians({"plain": plain_step, k: make_step(models[k], x, y)}, r)
+                plain_ms.setdefault(batch, []).append(med["plain"] * 1e3)
                 results.append((frac, n, k, batch, med[k] / med["plain"], med[k] * 1e3,
                                 state_mb(models[k])))
             if "streamed" not in kinds and batch in streamed_batches:
@@ -336,7 +341,8 @@ def siren_table(fracs, batches, kinds, rounds, streamed_batches, streamed_rounds
                                 med_s["streamed"] * 1e3, state_mb(sm)))
         del models
     all_kinds = kinds + (["streamed"] if streamed_batches else [])
-    print("\nstep time / plain step time (median); plain ms per step: "
+    print("\nstep time / plain step time (medians, each kind interleaved with plain; "
+          f"{rounds} rounds, x8 at batch <= 1,024, x2 at <= 16,384); plain ms per step: "
           + ", ".join(f"batch {b}: {statistics.median(v):.1f}" for b, v in plain_ms.items()))
     head = f"{'latent':>14s} {'kind':>17s} {'state MB':>9s}" + "".join(
         f" {'b=' + str(b):>9s}" for b in batches)
@@ -442,8 +448,43 @@ def scale_check(n: int, batch: int, rounds: int, memory: bool = True) -> None:
 # --------------------------------------------------------------------------- part 3: quality
 
 
-def quality_check(steps: int, frac: float, lr: float) -> None:
-    """PSNR after ``steps`` full-batch Adam steps on astronaut 128×128: dense vs fastfood."""
+def crossover(batches=(1_024, 16_384), rounds: int = 40) -> None:
+    """Dense vs fastfood step time on SIREN 9×40 as ``B`` grows: where ``"auto"`` should switch.
+
+    ``B`` has ``13,000 · n`` floats; n runs from 10 (0.5 MiB) to 1,280 (63.5 MiB). Each kind is
+    interleaved with the plain network, and the ratio dense / fastfood of the two medians is
+    printed next to the kind ``projection="auto"`` picks at that size.
+    """
+    torch.manual_seed(0)
+    base = make_siren()
+    x_all, y_all, _ = image_data(max(batches))
+    print(f"\n## Dense vs fastfood as B grows (SIREN 9x40, {rounds} rounds per pair, ratio of "
+          "medians, each interleaved with plain)")
+    print(f"{'n':>6s} {'B MiB':>7s} {'auto picks':>10s}" + "".join(
+        f" {'dense/ff b=' + str(b):>17s}" for b in batches))
+    for n in (10, 40, 80, 120, 160, 240, 320, 640, 1280):
+        b_mb = 4 * 13_000 * n / 2**20
+        picked = hyperproj.projection.resolve_kind("auto", latent_dim=n, num_outputs=13_000)
+        cells = ""
+        for batch in batches:
+            x, y = x_all[:batch], y_all[:batch]
+            plain = make_step(base, x, y)
+            med = {}
+            for kind in ("dense", "fastfood"):
+                r = rounds if batch <= 1_024 else max(5, rounds // 4)
+                med[kind] = interleaved_medians({"plain": plain, kind: make_step(build(base, kind, n), x, y)},
+                                                r)[kind]
+            cells += f" {med['dense'] / med['fastfood']:16.2f}x"
+        print(f"{n:6d} {b_mb:7.1f} {picked:>10s}{cells}", flush=True)
+
+
+def quality_check(steps: int, frac: float, lr: float, seeds: int = 1,
+                  latent_scale: str = "unit") -> None:
+    """PSNR after ``steps`` full-batch Adam steps on astronaut 128×128: dense vs fastfood.
+
+    With ``seeds > 1`` each seed (init and projection) is run for dense and fastfood (uniform
+    ``G``) only, and the mean and spread of the fastfood − dense difference are printed.
+    """
     x_all, y_all, source = image_data(128 * 128)
     try:
         from skimage import data
@@ -457,29 +498,43 @@ def quality_check(steps: int, frac: float, lr: float) -> None:
         pass
     n = int(round(frac * 13000))
     print(f"\n## Quality: SIREN 9x40 on {source}, full batch, {steps} Adam steps, latent n={n} "
-          f"at lr {lr:g} (plain SIREN at lr 1e-4)")
-    for kind, dist in [("dense", "uniform"), ("fastfood", "uniform"), ("fastfood", "rademacher"),
-                       (None, None)]:
-        torch.manual_seed(0)
-        base = make_siren()
-        if kind is None:
-            model, groups = base, [{"params": list(base.parameters()), "lr": 1e-4}]
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = hyperproj.reparametrize(base, latent_dim=n, seed=0, projection=kind,
-                                                distribution=dist, init="match", latent_lr_scale=1.0)
-            groups = model.optimizer_param_groups(lr)
-        opt = torch.optim.Adam(groups)
-        t = time.perf_counter()
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(model(x_all), y_all)
-            loss.backward()
-            opt.step()
-        psnr = -10 * math.log10(float(loss.detach()))
-        print(f"  {kind or 'plain':9s} G={str(dist):10s} PSNR {psnr:6.2f} dB "
-              f"({time.perf_counter() - t:.0f} s)", flush=True)
+          f"({latent_scale}) at lr {lr:g} (plain SIREN at lr 1e-4), seeds 0..{seeds - 1}")
+    runs = [("dense", "uniform"), ("fastfood", "uniform")]
+    if seeds == 1:
+        runs += [("fastfood", "rademacher"), (None, None)]
+    diffs = []
+    for seed in range(seeds):
+        psnrs = {}
+        for kind, dist in runs:
+            torch.manual_seed(seed)
+            base = make_siren()
+            if kind is None:
+                model, groups = base, [{"params": list(base.parameters()), "lr": 1e-4}]
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = hyperproj.reparametrize(base, latent_dim=n, seed=seed, projection=kind,
+                                                    distribution=dist, init="match",
+                                                    latent_lr_scale=1.0,
+                                                    latent_scale=latent_scale)
+                groups = model.optimizer_param_groups(lr)
+            opt = torch.optim.Adam(groups)
+            t = time.perf_counter()
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.mse_loss(model(x_all), y_all)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                psnr = -10 * math.log10(float(torch.nn.functional.mse_loss(model(x_all), y_all)))
+            psnrs[(kind, dist)] = psnr
+            print(f"  seed {seed} {kind or 'plain':9s} G={str(dist):10s} PSNR {psnr:6.2f} dB "
+                  f"({time.perf_counter() - t:.0f} s)", flush=True)
+        diffs.append(psnrs[("fastfood", "uniform")] - psnrs[("dense", "uniform")])
+    if seeds > 1:
+        sd = statistics.stdev(diffs)
+        print(f"  fastfood - dense: mean {statistics.mean(diffs):+.2f} dB, sd {sd:.2f}, "
+              f"per seed " + " ".join(f"{d:+.2f}" for d in diffs))
 
 
 # --------------------------------------------------------------------------- main
@@ -503,8 +558,14 @@ def main(argv=None) -> None:
     ap.add_argument("--quality", type=int, default=0, metavar="STEPS",
                     help="also fit astronaut 128x128 for STEPS steps: PSNR dense vs fastfood")
     ap.add_argument("--quality-lr", type=float, default=1e-2, help="latent lr of --quality")
+    ap.add_argument("--quality-latent-scale", default="unit", choices=["unit", "offset", "paper"],
+                    help="latent parameterisation of --quality (offset: use --quality-lr 1e-3)")
+    ap.add_argument("--quality-seeds", type=int, default=1,
+                    help="seeds of --quality (> 1: dense vs fastfood only, mean difference)")
     ap.add_argument("--library-siren", action="store_true",
                     help="time hyperproj.inr.Siren (fused sine layer) instead of the plain nn.Sequential SIREN")
+    ap.add_argument("--crossover", action="store_true",
+                    help="only the dense-vs-fastfood crossover behind projection='auto'")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.library_siren:
@@ -522,6 +583,10 @@ def main(argv=None) -> None:
     load0 = _load()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {load0}")
+    if args.crossover:
+        crossover()
+        print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average {_load()} (start {load0})")
+        return
     if args.quick:
         siren_table([0.3], [1024], ["fastfood"], rounds=15, streamed_batches=[],
                     streamed_rounds=0)
@@ -535,7 +600,8 @@ def main(argv=None) -> None:
                 scale_check(args.n, batch, rounds=5)
     if args.quality:
         for frac in (0.3, 1.0):
-            quality_check(args.quality, frac, args.quality_lr)
+            quality_check(args.quality, frac, args.quality_lr, args.quality_seeds,
+                          args.quality_latent_scale)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s; load average {_load()} (start {load0})")
 
 

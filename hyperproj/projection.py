@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: Largest dense ``B`` (in bytes of float32) that ``projection="auto"`` materialises.
-DEFAULT_DENSE_CAP_BYTES = 8 * 2**20
+DEFAULT_DENSE_CAP_BYTES = 4 * 2**20
 
 # Rows generated per block: bounds the int64 temporaries of the generator to ~64 MB.
 _BLOCK_ELEMENTS = 1 << 22
@@ -315,8 +315,9 @@ def resolve_kind(kind: str, latent_dim: int, num_outputs: int,
     Rule (measured by ``benchmarks/projection_speed.py``): a dense ``B`` makes every training
     step read ``4·P·n`` bytes twice, which already costs 1.5× a plain SIREN 9×40 step at batch
     16,384 and 5.5× at batch 1,024 when ``B`` is 200 MB, while fastfood costs ~1 ms and < 1 MB.
-    So ``"auto"`` keeps dense only up to ``dense_cap_bytes`` (default 8 MiB), where its matmul is
-    cheaper than fastfood's transforms, and uses fastfood beyond. Streamed is never chosen
+    So ``"auto"`` keeps dense only up to ``dense_cap_bytes`` (default 4 MiB: in two crossover runs
+    on SIREN 9×40 dense ties fastfood within noise from 2 to 6 MiB and loses at 7.9 MiB, 1.46× and
+    1.48× slower at batch 1,024), and uses fastfood beyond. Streamed is never chosen
     automatically (it regenerates ``B`` every step: 50–1,500× slower); choose it explicitly for
     exact dense-equivalent numbers without the memory.
 
