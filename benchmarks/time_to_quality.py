@@ -5,13 +5,15 @@ runs with ``time_budget`` seconds for *everything* (training, fine-tuning, encod
 printed PSNR is the decoded file's, at the file's real bpp. Routes:
 
 * ``offset`` — the library default: offset D'OH (``W = W0 + R z``), SIREN 9 x 40, minibatches of
-  8,192 pixels, Adam lr 1e-3 with cosine decay over the clock, divergence roll-back, no
-  fake-quant fine-tuning, 8-bit latent, 10-bit biases (sine biases wrapped to one period), rans.
+  8,192 pixels drawn where the error is (``ErrorSampling``: soft mining), Adam lr 1e-3 with cosine
+  decay over the clock, divergence roll-back, no fake-quant fine-tuning, 8-bit latent, 10-bit
+  biases (sine biases wrapped to one period), rans.
+* ``uniform`` — the same with uniformly drawn minibatches (the default until 2026-12-04).
 * ``unit`` — the previous default: unit-scale latent (scale folded into ``B``), latent lr x 10.
 * ``paper`` — the D'OH paper's parameterisation (latent U(+-1/n)) at lr 1e-6.
 * ``coin`` — plain SIREN (9 hidden layers, width chosen so its float16 weights fill the same
-  byte budget), same minibatches, lr and time budget; rate = parameters x 16 bits (COIN's
-  accounting); PSNR after rounding to float16.
+  byte budget), same minibatches (error-drawn too), lr and time budget; rate = parameters x 16
+  bits (COIN's accounting); PSNR after rounding to float16.
 
 With ``--curve`` the budget run also logs PSNR of the model being trained (float weights while
 training, fake-quantized while fine-tuning) against wall seconds (its own evaluations included,
@@ -40,9 +42,9 @@ import torch
 
 import hyperproj
 from hyperproj.baselines import classic_at_rate
-from hyperproj.inr import ImageSignal, Siren, fit
+from hyperproj.inr import ErrorSampling, ImageSignal, Siren, fit
 
-ROUTES = ("offset", "unit", "paper", "coin")
+ROUTES = ("offset", "uniform", "unit", "paper", "coin")
 MARKS = (30, 60, 120, 300)
 
 
@@ -82,10 +84,10 @@ def run_doh(route: str, sig: ImageSignal, bpp: float, budget: float, curve: Curv
         opts = {"latent_scale": "unit", "lr": 3e-3}
     elif route == "paper":
         opts = {"latent_scale": "paper", "lr": 1e-6}
-    fit_options = {}
+    fit_options: dict = {"sampling": "uniform"} if route == "uniform" else {}
     if curve is not None:
         curve.start()
-        fit_options = {"callback": curve, "eval_every": every}
+        fit_options.update(callback=curve, eval_every=every)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         res = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False, fit_options=fit_options, **opts)
@@ -106,7 +108,7 @@ def run_coin(sig: ImageSignal, bpp: float, budget: float, curve: Curve | None, e
     width = coin_width(bpp * sig.num_pixels, sig.shape[2])
     net = Siren(2, width, 9, sig.shape[2])
     params = sum(p.numel() for p in net.parameters())
-    kwargs = {"batch_size": 8192} if sig.num_pixels > 16384 else {}
+    kwargs = {"batch_size": 8192, "sampling": ErrorSampling()} if sig.num_pixels > 16384 else {}
     if curve is not None:
         curve.start()
         kwargs.update(callback=curve, eval_every=every)

@@ -11,7 +11,7 @@ Examples:
 """
 
 from .data import data_dir, find_audio, find_mesh
-from .fit import FitHistory, fit, make_optimizer, optimizer_names
+from .fit import ErrorSampling, FitHistory, fit, make_optimizer, optimizer_names
 from .incode import Harmonizer, Incode, IncodeComposer
 from .local_global import LocalGlobal, auto_partition_factors, crop, extend
 from .metrics import iou, psnr, ssim
@@ -21,6 +21,7 @@ from .signals import AudioSignal, ImageSignal, MetricSpec, OccupancySignal, Sign
 
 __all__ = [
     "AudioSignal",
+    "ErrorSampling",
     "FitHistory",
     "FourierFeatures",
     "Harmonizer",

@@ -74,6 +74,13 @@ class Signal:
         """Training loss (mean squared error here)."""
         return F.mse_loss(pred, target)
 
+    def loss_per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Training loss of each row, ``(rows,)``; its mean is :meth:`loss` (used by error sampling).
+
+        A subclass that overrides :meth:`loss` overrides this too.
+        """
+        return (pred - target).pow(2).flatten(1).mean(1)
+
     @torch.no_grad()
     def render(self, model: nn.Module, coords: torch.Tensor | None = None, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
         """Model output at ``coords`` (default: all of the signal's), ``chunk_size`` rows at a time."""
@@ -414,6 +421,10 @@ class OccupancySignal(Signal):
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy with logits."""
         return F.binary_cross_entropy_with_logits(pred, target)
+
+    def loss_per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy with logits of each row, ``(rows,)``."""
+        return F.binary_cross_entropy_with_logits(pred, target, reduction="none").flatten(1).mean(1)
 
     def grid(self, resolution: int | None = None) -> torch.Tensor:
         """The dense evaluation grid (R³, 3), ``linspace(-1, 1, R)`` per axis, row-major."""
