@@ -951,8 +951,8 @@ def compress(
     than the paper's or the unit parameterisation, see the Codec docs) when ``n`` is at least
     30 % of the weights, else with the unit latent, trained (``steps`` Adam
     steps at ``lr``, minibatches of 8,192 rows for signals over 16,384 rows — for images drawn
-    where the error is, :class:`~hyperproj.inr.ErrorSampling` — cosine decay, best state kept), optionally fine-tuned with straight-through fake quantization of latent and
-    biases (``qat_steps``; off by default: measured to cost more training time than it wins
+    where the error is, :class:`~hyperproj.inr.ErrorSampling` — cosine decay, best state kept),
+    optionally fine-tuned with straight-through fake quantization of latent and biases (``qat_steps``; off by default: measured to cost more training time than it wins
     back), quantized and encoded. With ``time_budget`` the clock bounds training (``steps``
     defaults to a cap it never reaches, the cosine decay follows the clock, and fine-tuning, if
     asked for, gets the last 20 %). If the real file is over budget, the latent shrinks to the size the measured

@@ -247,14 +247,14 @@ class ErrorSampling:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (lo < v if lo_open else lo <= v) and v <= hi
             if not ok:
                 interval = f"({lo:g}, {hi:g}]" if lo_open else f"[{lo:g}, {hi:g}]"
-                raise HyperprojError(f"hyperproj.ErrorSampling: {name} must be a number in {interval}, got {v!r}")
+                raise HyperprojError(f"hyperproj.inr.ErrorSampling: {name} must be a number in {interval}, got {v!r}")
 
 
 def _resolve_sampling(sampling: Any, signal: Signal) -> ErrorSampling | None:
     """``None`` for uniform draws, else the :class:`ErrorSampling` to use (checked against ``signal``)."""
-    if isinstance(sampling, str) and sampling == "uniform":
+    if sampling == "uniform":
         return None
-    if isinstance(sampling, str) and sampling == "error":
+    if sampling == "error":
         sampling = ErrorSampling()
     if not isinstance(sampling, ErrorSampling):
         raise HyperprojError(
@@ -540,7 +540,6 @@ class _ErrorSampler:
         self.spec, self.n, self.batch, self.gen = spec, n, batch, gen
         self.err = torch.ones(n, device=device)
         self.seen = False
-        self.prob: torch.Tensor | None = None
 
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(rows, weights for the training loss, weights for an unbiased loss estimate)``."""
