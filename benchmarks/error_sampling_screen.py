@@ -2,8 +2,8 @@
 
 Each setting runs ``hyperproj.compress(image, bpp=..., time_budget=...)`` with
 ``fit_options={"sampling": ...}`` and prints the decoded file's PSNR, the float model's PSNR and
-the file's bpp. A setting is ``uniform`` or ``U,ALPHA[,BATCH]`` (``ErrorSampling(uniform=U,
-alpha=ALPHA)``, minibatch ``BATCH`` rows). The table in docs/codec.md ("Error-drawn minibatches")
+the file's bpp. A setting is ``uniform`` or ``U,ALPHA[,BATCH[,REFRESH]]`` (``ErrorSampling(uniform=U,
+alpha=ALPHA, refresh_every=REFRESH)``, minibatch ``BATCH`` rows). The table in docs/codec.md ("Error-drawn minibatches")
 comes from this script (its first rows from a prototype that also had draws ∝ √error).
 
 Usage::
@@ -11,6 +11,11 @@ Usage::
     python benchmarks/error_sampling_screen.py --images kodim23 kodim01 --budget 90 \\
         --settings uniform 0.5,0.6 0.5,0.8 0.5,0.6,4096
     python benchmarks/error_sampling_screen.py --quick   # 256 px astronaut, 1 bpp, 10 s per setting
+    python benchmarks/error_sampling_screen.py --cost    # the sampler's own cost per step
+
+``--cost`` times the sampler alone (draw + update of a Kodak-sized 768 × 512 image's rows,
+8,192-row batches) for ``refresh_every`` 1, 2, 4 and 8 and a uniform draw, rounds alternated,
+median kept, with one offset-D'OH training step at the same batch for scale.
 """
 
 from __future__ import annotations
@@ -31,12 +36,69 @@ def parse_setting(text: str) -> dict:
     if text == "uniform":
         return {"sampling": "uniform"}
     parts = text.split(",")
-    if len(parts) not in (2, 3):
-        raise SystemExit(f"--settings: expected 'uniform' or U,ALPHA[,BATCH], got {text!r}")
-    opts: dict = {"sampling": ErrorSampling(uniform=float(parts[0]), alpha=float(parts[1]))}
-    if len(parts) == 3:
+    if len(parts) not in (2, 3, 4):
+        raise SystemExit(f"--settings: expected 'uniform' or U,ALPHA[,BATCH[,REFRESH]], got {text!r}")
+    extra = {"refresh_every": int(parts[3])} if len(parts) == 4 else {}
+    opts: dict = {"sampling": ErrorSampling(uniform=float(parts[0]), alpha=float(parts[1]), **extra)}
+    if len(parts) >= 3:
         opts["batch_size"] = int(parts[2])
     return opts
+
+
+def sampler_cost(rows: int = 768 * 512, batch: int = 8192, rounds: int = 5, draws: int = 100) -> None:
+    """Print ms per step of each sampler, rounds alternated (medians), and one training step."""
+    import statistics
+
+    from hyperproj.inr.fit import _ErrorSampler
+
+    gen = torch.Generator().manual_seed(0)
+    losses = torch.rand(draws, batch, generator=gen)
+
+    def error_draws(refresh: int):
+        s = _ErrorSampler(ErrorSampling(refresh_every=refresh), rows, batch, gen, torch.device("cpu"))
+        s.update(torch.arange(batch), losses[0])
+        s.err.uniform_(0.0, 1.0, generator=gen)  # a spread of errors, as mid-training
+
+        def run():
+            for k in range(draws):
+                idx, _, _ = s.draw()
+                s.update(idx, losses[k])
+        return run
+
+    def uniform_draws():
+        for _ in range(draws):
+            torch.randint(rows, (batch,), generator=gen)
+
+    cases = {f"error, refresh_every={r}": error_draws(r) for r in (1, 2, 4, 8)}
+    cases["uniform"] = uniform_draws
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) / draws * 1e3)
+    step = _training_step_ms(batch)
+    print(f"# sampler cost, {rows} rows, batch {batch}, {torch.get_num_threads()} thread(s), "
+          f"median of {rounds} alternated rounds x {draws} draws")
+    base = statistics.median(times["error, refresh_every=1"])
+    for name, ts in times.items():
+        m = statistics.median(ts)
+        print(f"{name:24s} {m:7.3f} ms/step  {m / base:5.2f}x of refresh_every=1  {m / step:6.1%} of a training step")
+    print(f"{'training step':24s} {step:7.3f} ms/step  (offset D'OH, SIREN 10 x 48, n = 15,207, fastfood)")
+
+
+def _training_step_ms(batch: int, steps: int = 40) -> float:
+    """ms per step of compress's default model at 0.3 bpp on a 768 x 512 image (uniform draws)."""
+    from hyperproj.codec import default_model
+    from hyperproj.inr import fit
+
+    sig = ImageSignal(torch.rand(512, 768, 3, generator=torch.Generator().manual_seed(1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        hyper = hyperproj.reparametrize(default_model(sig, latent_dim=15207), 15207, 0, latent_scale="offset")
+    fit(hyper, sig, 5, batch_size=batch, progress=False, eval_every=10**9, restore_best=False)  # warm-up
+    hist = fit(hyper, sig, steps, batch_size=batch, progress=False, eval_every=10**9, restore_best=False)
+    return hist.seconds[-1] / steps * 1e3
 
 
 def main() -> None:
@@ -48,8 +110,12 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=90.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="256 px astronaut, 1 bpp, 10 s per setting")
+    ap.add_argument("--cost", action="store_true", help="time the sampler itself and exit")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.cost:
+        sampler_cost()
+        return
     settings = [(s, parse_setting(s)) for s in a.settings]
     if a.quick:
         import skimage.data

@@ -8,9 +8,12 @@ Measures, on this machine:
 2. the fp32 GEMM throughput of a large matmul (the machine's practical peak), and the fraction of it
    a SIREN training step reaches at batch 16,384 and 65,536 (FLOPs counted as 3 × forward
    matmul FLOPs: forward, input-gradient and weight-gradient GEMMs; sine/elementwise work is not
-   counted, so the fraction shows how far from GEMM-bound the step is).
+   counted, so the fraction shows how far from GEMM-bound the step is);
+3. the step of ``compress``'s default image model at 0.3 bpp on a 768 × 512 image (offset D'OH,
+   SIREN 10 × 48, n = 15,207, fastfood, 8,192-row minibatches drawn by error) with the sine
+   layers' compiled elementwise kernels on and off (``HYPERPROJ_COMPILE``), rounds alternated.
 
-Usage: ``python benchmarks/fit_step.py [--steps 30] [--threads N]``. Nothing is asserted.
+Usage: ``python benchmarks/fit_step.py [--steps 30] [--threads N] [--skip-part3]``. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def main():
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3, help="alternating rounds; the median is kept")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--skip-part3", action="store_true", help="skip the compiled-kernel comparison")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,6 +105,46 @@ def main():
     print(f"{'batch':>8s}{'ms/step':>10s}{'GFLOP/s':>10s}{'of GEMM':>10s}")
     for batch, t, gf in rows:
         print(f"{batch:8d}{t * 1e3:10.1f}{gf:10.1f}{gf / peak:10.1%}")
+    if not args.skip_part3:
+        compiled_kernels(args.steps * 2, args.repeats)
+
+
+def compiled_kernels(steps: int, repeats: int) -> None:
+    """Part 3: compress's default Kodak-size training step, compiled sine kernels on vs off."""
+    import os
+    import statistics
+    import warnings
+
+    import hyperproj
+    from hyperproj.codec import default_model
+
+    sig = ImageSignal(torch.rand(512, 768, 3, generator=torch.Generator().manual_seed(1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        hyper = hyperproj.reparametrize(default_model(sig, latent_dim=15207), 15207, 0, latent_scale="offset")
+    opts = {"batch_size": 8192, "sampling": "error", "progress": False, "eval_every": 10**9, "restore_best": False}
+    t = time.perf_counter()
+    fit(hyper, sig, 3, **opts)  # compiles the kernels (once per process)
+    first = time.perf_counter() - t
+    times: dict[str, list[float]] = {"1": [], "0": []}
+    before = os.environ.get("HYPERPROJ_COMPILE")
+    try:
+        for _ in range(repeats):
+            for mode in times:
+                os.environ["HYPERPROJ_COMPILE"] = mode
+                times[mode].append(fit(hyper, sig, steps, **opts).seconds[-1] / steps)
+    finally:
+        if before is None:
+            os.environ.pop("HYPERPROJ_COMPILE", None)
+        else:
+            os.environ["HYPERPROJ_COMPILE"] = before
+    on, off = statistics.median(times["1"]), statistics.median(times["0"])
+    print()
+    print("compress's default step, 768 x 512 image, batch 8,192 drawn by error "
+          f"(median of {repeats} alternated rounds x {steps} steps)")
+    print(f"{'compiled sine kernels':28s}{on * 1e3:10.2f} ms/step")
+    print(f"{'eager (HYPERPROJ_COMPILE=0)':28s}{off * 1e3:10.2f} ms/step")
+    print(f"speed-up eager/compiled: {off / on:.3f}x   (first 3 steps incl. compiling: {first:.1f} s)")
 
 
 if __name__ == "__main__":

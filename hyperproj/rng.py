@@ -27,10 +27,11 @@ Examples:
 from __future__ import annotations
 
 import math
-import os
+from typing import Any
 
 import torch
 
+from . import _compiled
 from ._errors import HyperprojError
 
 __all__ = [
@@ -161,15 +162,15 @@ DISTRIBUTIONS = {
 
 # Large requests of the exact (integer-built) distributions go through a torch.compile'd kernel
 # that fuses the ~15 int64 passes into one: ~10x faster, bit-identical (a test checks), compiled
-# once per process. Set HYPERPROJ_COMPILE=0 to disable; any compile failure falls back to eager.
+# once per process (hyperproj._compiled: HYPERPROJ_COMPILE=0 disables it; any compile failure
+# falls back to eager).
 _COMPILE_MIN_VALUES = 1 << 24
 _EAGER_CHUNK = 1 << 16
-_compiled_kernels: dict[str, object] = {}
-_compile_broken = False
+_fused_kernels: dict[str, Any] = {}
 
 
 def _fused(distribution: str):
-    fn = _compiled_kernels.get(distribution)
+    fn = _fused_kernels.get(distribution)
     if fn is None:
         to_float = DISTRIBUTIONS[distribution]
 
@@ -181,17 +182,19 @@ def _fused(distribution: str):
             x = x * _signed(_M2)
             return to_float(x ^ _lsr(x, 31))
 
-        fn = torch.compile(kernel, dynamic=True)
-        _compiled_kernels[distribution] = fn
+        fn = _fused_kernels[distribution] = kernel
     return fn
+
+
+def _kernel_name(distribution: str) -> str:
+    return f"rng.{distribution}"
 
 
 def _use_compiled(index: torch.Tensor, distribution: str) -> bool:
     return (
-        not _compile_broken
-        and distribution in ("uniform", "rademacher")
+        distribution in ("uniform", "rademacher")
         and index.numel() >= _COMPILE_MIN_VALUES
-        and os.environ.get("HYPERPROJ_COMPILE", "1") != "0"
+        and _compiled.usable(_kernel_name(distribution))
     )
 
 
@@ -213,15 +216,13 @@ def distribution_values(
         raise HyperprojError(
             f"hyperproj.rng: unknown distribution {distribution!r}; known: {sorted(DISTRIBUTIONS)}"
         ) from None
-    global _compile_broken
     if _use_compiled(index, distribution):
         if index.dtype != torch.int64:
             raise HyperprojError(f"hyperproj.rng: index must be int64, got {index.dtype}")
         key = _signed((_key(seed, stream) + _GOLDEN) & _MASK64)
-        try:
-            return _fused(distribution)(index, key)
-        except Exception:  # no compiler, unsupported device, ...: eager gives the same values
-            _compile_broken = True
+        out = _compiled.run(_kernel_name(distribution), _fused(distribution), index, key)
+        if out is not None:  # None: compiling is off or failed; eager gives the same values
+            return out
     if index.numel() <= _EAGER_CHUNK or index.device.type != "cpu":
         return fn(hash_indices(seed, stream, index))
     # On CPU the eager hash is memory-bound: each of its ~12 int64 ops streams the whole block

@@ -75,6 +75,23 @@ def test_update_keeps_each_rows_last_loss():
     assert float(s.err[4]) == 0.25 and float(s.err[0]) == 2.0
 
 
+def test_draw_distribution_is_rebuilt_every_few_draws_and_weights_match_it():
+    """The cumulative distribution is cached for ``refresh_every`` draws; the importance weights
+    are those of the distribution the rows were drawn from, stale or not."""
+    s = _sampler(torch.ones(4), 4000, 0.5, 1.0)
+    assert s.refresh_every == 4
+    idx, _, unbiased = s.draw()  # built from flat errors
+    s.update(torch.tensor([0]), torch.tensor([1000.0]))
+    for _ in range(s.refresh_every - 1):  # still the flat distribution: weights 1, ~a quarter each
+        idx, _, unbiased = s.draw()
+        assert torch.allclose(unbiased, torch.ones_like(unbiased))
+        assert 0.2 < float((idx == 0).float().mean()) < 0.3
+    idx, _, unbiased = s.draw()  # rebuilt: row 0 has p = 0.125 + 0.5 * 1000/1003
+    p0 = 0.5 / 4 + 0.5 * 1000 / 1003
+    assert abs(float((idx == 0).float().mean()) - p0) < 0.03
+    assert torch.allclose(unbiased[idx == 0], torch.full_like(unbiased[idx == 0], 1 / (4 * p0)))
+
+
 @pytest.fixture(scope="module")
 def crop64() -> ImageSignal:
     return astronaut_crop(64)
@@ -115,6 +132,8 @@ def test_sampling_errors(crop64):
         ErrorSampling(uniform=0.0)
     with pytest.raises(HyperprojError, match="ErrorSampling: alpha must be a number in"):
         ErrorSampling(alpha=1.5)
+    with pytest.raises(HyperprojError, match="ErrorSampling: refresh_every must be an integer >= 1, got 0"):
+        ErrorSampling(refresh_every=0)
 
     class L1Signal(ImageSignal):
         def loss(self, pred, target):

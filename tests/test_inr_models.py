@@ -97,6 +97,48 @@ def test_sine_linear_under_torch_func_and_compile():
     torch.testing.assert_close(torch.compile(net, fullgraph=True)(pts), net(pts), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sine_linear_training_uses_compiled_kernels_and_evaluation_stays_eager(dtype, monkeypatch):
+    """Big training batches run sin and cos x grad through compiled kernels (the same function to
+    float rounding); without gradients the output is the eager one bit for bit; double backward
+    and vmap stay exact."""
+    from hyperproj import _compiled
+
+    g = torch.Generator().manual_seed(3)
+    rows = (1 << 17) // 48 + 8  # just above the compiled-kernel threshold
+    x = (torch.rand(rows, 48, generator=g, dtype=dtype) * 2 - 1).requires_grad_()
+    w = (torch.randn(48, 48, generator=g, dtype=dtype) / 48).requires_grad_()
+    b = torch.randn(48, generator=g, dtype=dtype).requires_grad_()
+    up = torch.randn(rows, 48, generator=g, dtype=dtype)
+
+    def value_and_grads():
+        out = sine_linear(x, w, b, 30.0)
+        return (out.detach(), *torch.autograd.grad(out, (x, w, b), up))
+
+    fast = value_and_grads()
+    assert {"inr.sin", "inr.cos_grad"} <= set(_compiled._kernels)
+    assert not (_compiled.is_broken("inr.sin") or _compiled.is_broken("inr.cos_grad"))
+    monkeypatch.setenv("HYPERPROJ_COMPILE", "0")
+    eager = value_and_grads()
+    # float rounding only: the gradients sum thousands of rows, so compare against each tensor's scale
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, e in zip(fast, eager):
+        assert float((a - e).abs().max()) <= tol * float(e.abs().max()), (a - e).abs().max()
+    monkeypatch.setenv("HYPERPROJ_COMPILE", "1")
+    with torch.no_grad():  # evaluation: the eager sine, bit for bit
+        assert torch.equal(sine_linear(x, w, b, 30.0), torch.sin(torch.nn.functional.linear(x, w * 30.0, b * 30.0)))
+    if dtype == torch.float64:  # second order through the big path: exact
+        (gw,) = torch.autograd.grad((sine_linear(x, w, b, 30.0) * up).sum(), w, create_graph=True)
+        (gw_plain,) = torch.autograd.grad((_plain_sine(x, w, b, 30.0) * up).sum(), w, create_graph=True)
+        torch.testing.assert_close(gw, gw_plain)
+        v = torch.randn_like(w)
+        torch.testing.assert_close(torch.autograd.grad((gw * v).sum(), b)[0],
+                                   torch.autograd.grad((gw_plain * v).sum(), b)[0])
+        ws = torch.stack([w.detach(), w.detach() * 0.5])
+        vm = torch.func.vmap(lambda ww: sine_linear(x.detach(), ww, b.detach(), 30.0))(ws)
+        torch.testing.assert_close(vm, torch.func.vmap(lambda ww: _plain_sine(x.detach(), ww, b.detach(), 30.0))(ws))
+
+
 def test_sine_linear_under_bfloat16_autocast_trains():
     net = Siren(2, 8, 1, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):

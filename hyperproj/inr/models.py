@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import _compiled
 from .._errors import HyperprojError
 from .registry import register_model
 
@@ -91,23 +92,53 @@ class FourierFeatures(nn.Module):
         return f"in_features={self.in_features}, num_frequencies={self.num_frequencies}, include_input={self.include_input}"
 
 
+# Training steps on a CPU run the layer's elementwise work through compiled kernels
+# (hyperproj._compiled): eager torch.sin there is a high-accuracy library call, 3x slower than
+# inductor's vectorized sine (8,192 x 48: 300 vs 90 us), and cos(pre) * grad fuses into one pass.
+# Only while training (grad enabled, plain tensors, no double backward): evaluation and decoding
+# keep the eager values bit for bit. Below this many elements a compiled call's overhead wins.
+_COMPILED_MIN_ELEMENTS = 1 << 17
+
+
+def _sin_kernel(pre: torch.Tensor) -> torch.Tensor:
+    return torch.sin(pre)
+
+
+def _cos_grad_kernel(pre: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.cos(pre) * grad
+
+
+def _compiled_ok(t: torch.Tensor) -> bool:
+    return (
+        t.device.type == "cpu"
+        and t.numel() >= _COMPILED_MIN_ELEMENTS
+        and t.dtype in (torch.float32, torch.float64)
+        and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+    )
+
+
 class _SineLinear(torch.autograd.Function):
     """``sin(pre)`` with ``pre = x (ωW)ᵀ + ωb``: one GEMM and one sine forward, one cosine and one
     multiply backward (autograd's composition of ``linear``, ``mul`` and ``sin`` makes two more
     passes over the activations each way). ``pre`` is a second, differentiable output, so higher
     derivatives stay exact (the backward is written in differentiable ops); ``vmap`` works through
-    the generated rule."""
+    the generated rule. ``fast``: the sine and the first-order backward may use compiled kernels
+    (the same function to float rounding)."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, weight, bias, omega):
+    def forward(x, weight, bias, omega, fast=False):
         pre = torch.nn.functional.linear(x, weight * omega, None if bias is None else bias * omega)
-        return torch.sin(pre), pre
+        out = None
+        if fast and _compiled_ok(pre):
+            out = _compiled.run("inr.sin", _sin_kernel, pre)
+        return (torch.sin(pre) if out is None else out), pre
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, bias, omega = inputs
+        x, weight, bias, omega, fast = inputs
+        ctx.fast = fast
         ctx.save_for_backward(x, weight, output[1])
         ctx.save_for_forward(x, weight, output[1])
         ctx.omega = omega
@@ -116,7 +147,7 @@ class _SineLinear(torch.autograd.Function):
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def jvp(ctx, x_t, weight_t, bias_t, _omega_t):  # forward mode (jacfwd, hessian)
+    def jvp(ctx, x_t, weight_t, bias_t, _omega_t, _fast_t):  # forward mode (jacfwd, hessian)
         x, weight, pre = ctx.saved_tensors
         omega = ctx.omega
         pre_t = torch.zeros_like(pre)
@@ -134,11 +165,14 @@ class _SineLinear(torch.autograd.Function):
         omega = ctx.omega
         gp = None
         if grad_out is not None:
-            gp = torch.cos(pre) * grad_out
+            if ctx.fast and not torch.is_grad_enabled() and _compiled_ok(grad_out) and grad_out.shape == pre.shape:
+                gp = _compiled.run("inr.cos_grad", _cos_grad_kernel, pre, grad_out)
+            if gp is None:
+                gp = torch.cos(pre) * grad_out
         if grad_pre is not None:
             gp = grad_pre if gp is None else gp + grad_pre
         if gp is None:
-            return None, None, None, None
+            return None, None, None, None, None
         gx = gw = gb = None
         dt = gp.dtype  # under autocast the activations may be lower precision than the weights
         if ctx.needs_input_grad[0]:
@@ -147,7 +181,7 @@ class _SineLinear(torch.autograd.Function):
             gw = (gp.reshape(-1, gp.shape[-1]).t() @ x.reshape(-1, x.shape[-1]).to(dt)).to(weight.dtype) * omega
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gp.reshape(-1, gp.shape[-1]).sum(0).to(ctx.bias_dtype) * omega
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None
 
 
 def sine_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, omega: float) -> torch.Tensor:
@@ -161,7 +195,10 @@ def sine_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """
     if torch.compiler.is_compiling():  # inductor fuses the plain expression itself
         return torch.sin(omega * torch.nn.functional.linear(x, weight, bias))
-    return _SineLinear.apply(x, weight, bias, float(omega))[0]
+    # a training step (something here needs a gradient) may use the compiled elementwise kernels
+    fast = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+    return _SineLinear.apply(x, weight, bias, float(omega), bool(fast))[0]
 
 
 class SineLayer(nn.Module):
