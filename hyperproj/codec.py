@@ -979,7 +979,8 @@ def compress(
         :class:`CompressResult` with the *decoded* model and its metrics; ``report`` also holds
         ``unquantized`` (the trained float model's metrics: the gap is what rounding cost),
         ``latent_bits_per_symbol`` (the coded latent's real cost) and ``recoveries`` (divergences
-        that :func:`~hyperproj.inr.fit` rolled back, ``(step, lr factor)``).
+        that :func:`~hyperproj.inr.fit` rolled back, ``(step, lr factor)``) and ``steps`` (training
+        steps taken, over every attempt; fine-tuning with rounding not counted).
 
     Examples:
         >>> import skimage.data
@@ -1084,6 +1085,7 @@ def compress(
     eval_seconds: float | None = None
     unquantized: dict[str, float] = {}
     recoveries: list[tuple[int, float]] = []
+    trained_steps = 0
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -1105,6 +1107,7 @@ def compress(
                           **fit_options)
             unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
             recoveries += history.recoveries
+            trained_steps += history.step[-1] if history.step else 0
         if qat_steps > 0:
             left = None if time_budget is None else max(
                 time_budget - (time.perf_counter() - t0) - 5 * (eval_seconds or 0.0) - 1.0, 0.5)
@@ -1156,6 +1159,7 @@ def compress(
         "file_bytes": len(data),
         "attempts": attempts,
         "recoveries": recoveries,
+        "steps": trained_steps,
         "sampling": str(fit_options.get("sampling", "uniform")),
         "seconds": seconds,
     }

@@ -113,6 +113,7 @@ def test_compress_defaults_pick_the_latent_parameterisation_by_share(astronaut):
     big = codec.compress(astronaut, bpp=16.0, model=Siren(2, 16, 2, 3), steps=3, qat_steps=0, progress=False)
     small = codec.compress(astronaut, bpp=3.0, model=Siren(2, 16, 2, 3), steps=3, qat_steps=0, progress=False)
     weights = 2 * 16 + 2 * 16 * 16 + 16 * 3
+    assert big.report["steps"] == small.report["steps"] == 3  # no re-plan: one fit of 3 steps each
     assert big.report["latent_dim"] >= 0.3 * weights and big.model.latent_scale == "offset"
     assert small.report["latent_dim"] < 0.3 * weights and small.model.latent_scale == "unit"
     assert codec.default_model(astronaut).config["fourier_features"] == 0
@@ -122,6 +123,7 @@ def test_compress_time_budget_bounds_training(astronaut):
     res = codec.compress(astronaut, bpp=8.0, model=Siren(2, 16, 2, 3), time_budget=2.0, progress=False)
     assert res.report["bpp"] <= 8.0 and res.report["psnr"] > 12
     assert res.report["seconds"] < 30  # the clock, not the 10**7-step cap, ended training
+    assert 0 < res.report["steps"] < 10**7
 
 
 def test_over_budget_without_time_left_codes_one_bit_coarser(astronaut, monkeypatch):
