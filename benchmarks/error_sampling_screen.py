@@ -89,13 +89,11 @@ def sampler_cost(rows: int = 768 * 512, batch: int = 8192, rounds: int = 5, draw
 
 def _training_step_ms(batch: int, steps: int = 40) -> float:
     """ms per step of compress's default model at 0.3 bpp on a 768 x 512 image (uniform draws)."""
-    from hyperproj.codec import default_model
+    from fit_step import kodak_size_default_model  # benchmarks/ is on sys.path when run as a script
+
     from hyperproj.inr import fit
 
-    sig = ImageSignal(torch.rand(512, 768, 3, generator=torch.Generator().manual_seed(1)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        hyper = hyperproj.reparametrize(default_model(sig, latent_dim=15207), 15207, 0, latent_scale="offset")
+    sig, hyper = kodak_size_default_model()
     fit(hyper, sig, 5, batch_size=batch, progress=False, eval_every=10**9, restore_best=False)  # warm-up
     hist = fit(hyper, sig, steps, batch_size=batch, progress=False, eval_every=10**9, restore_best=False)
     return hist.seconds[-1] / steps * 1e3

@@ -27,7 +27,6 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
@@ -166,24 +165,21 @@ DISTRIBUTIONS = {
 # falls back to eager).
 _COMPILE_MIN_VALUES = 1 << 24
 _EAGER_CHUNK = 1 << 16
-_fused_kernels: dict[str, Any] = {}
 
 
 def _fused(distribution: str):
-    fn = _fused_kernels.get(distribution)
-    if fn is None:
-        to_float = DISTRIBUTIONS[distribution]
+    """The hash and the float mapping as one function, for hyperproj._compiled to compile (once)."""
+    to_float = DISTRIBUTIONS[distribution]
 
-        def kernel(index: torch.Tensor, key: int) -> torch.Tensor:
-            x = index * _signed(_GOLDEN) + key
-            x = x ^ _lsr(x, 30)
-            x = x * _signed(_M1)
-            x = x ^ _lsr(x, 27)
-            x = x * _signed(_M2)
-            return to_float(x ^ _lsr(x, 31))
+    def kernel(index: torch.Tensor, key: int) -> torch.Tensor:
+        x = index * _signed(_GOLDEN) + key
+        x = x ^ _lsr(x, 30)
+        x = x * _signed(_M1)
+        x = x ^ _lsr(x, 27)
+        x = x * _signed(_M2)
+        return to_float(x ^ _lsr(x, 31))
 
-        fn = _fused_kernels[distribution] = kernel
-    return fn
+    return kernel
 
 
 def _kernel_name(distribution: str) -> str:

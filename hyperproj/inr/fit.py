@@ -220,8 +220,9 @@ class ErrorSampling:
     ``uniform`` share keeps every row drawn now and then, so stale errors get refreshed.
 
     Cost: a draw from the cumulative distribution over the ``N`` rows each step, rebuilt every 4
-    steps from the newest errors: ~0.8 ms for a Kodak image's 393k rows and 8,192-row batches at
-    2 threads (rebuilt every step: 2.3 ms; a uniform draw: 0.07 ms; the SIREN step ~24 ms).
+    steps from the newest errors: 0.94 ms for a Kodak image's 393k rows and 8,192-row batches at
+    2 threads (rebuilt every step: 1.31 ms; a uniform draw: 0.02 ms; the SIREN step ~20 ms;
+    ``benchmarks/error_sampling_screen.py --cost``).
     Measured with ``compress(..., bpp=0.3, time_budget=300)`` on the 16 full-size Kodak images
     (see the codec docs): mean 26.94 dB against 26.24 dB with uniform draws.
 
@@ -547,7 +548,7 @@ class _ErrorSampler:
 
     The distribution (``prob`` and its cumulative sum, O(N) each) is rebuilt from the current
     errors every ``spec.refresh_every`` draws (default 4), not every draw: on a Kodak image (393k rows,
-    8,192-row batches) that cuts the sampler from 2.3 to ~0.8 ms a step. Between rebuilds a row's
+    8,192-row batches) that cuts the sampler from 1.31 to 0.94 ms a step. Between rebuilds a row's
     draw probability lags its newest loss by at most that many steps (each row is drawn about
     every N / batch = 48 steps); the importance weights always use the probability the row was
     actually drawn with, so the loss estimate stays unbiased.
