@@ -134,10 +134,26 @@ class HyperModel(nn.Module):
     wrapped module without its targeted weights), ``projection`` (the operator ``B``),
     ``target_names``, ``seed``.
 
+    ``state_dict()`` holds the latent, the untargeted parameters and the config (``_extra_state``).
+    ``load_state_dict`` restores a model built by the same ``reparametrize`` call exactly; a state
+    dict saved from a model with another ``latent_dim``, ``seed``, ``projection``,
+    ``latent_scale``, ``distribution`` or ``groups`` is refused with one :class:`HyperprojError`
+    that lists every differing field and the matching call. (:meth:`load_config` adopts the
+    stored seed, projection, distribution and latent scale instead.)
+
     Examples:
         >>> hyper = reparametrize(torch.nn.Linear(8, 4), latent_dim=10, seed=1)
         >>> sorted(name for name, _ in hyper.named_parameters())
         ['base.bias', 'latent']
+        >>> same = reparametrize(torch.nn.Linear(8, 4), latent_dim=10, seed=1)
+        >>> same.load_state_dict(hyper.state_dict())
+        <All keys matched successfully>
+        >>> other = reparametrize(torch.nn.Linear(8, 4), latent_dim=12, seed=2)
+        >>> try:
+        ...     other.load_state_dict(hyper.state_dict())
+        ... except hyperproj.HyperprojError as err:
+        ...     print(err)
+        hyperproj.HyperModel.load_state_dict: the state dict comes from a HyperModel built with other settings (latent_dim: stored 10, this model 12; seed: stored 1, this model 2). Build the model with the stored settings before loading: hyperproj.reparametrize(base, latent_dim=10, seed=1, projection='dense', latent_scale='unit')
     """
 
     def __init__(
@@ -486,13 +502,35 @@ class HyperModel(nn.Module):
         return self.config()
 
     def set_extra_state(self, state: Any) -> None:
-        self.load_config(state)
+        self.load_config(state, adopt=False)
 
-    def load_config(self, cfg: Mapping[str, Any]) -> None:
-        """Adopt a stored configuration (seed, kind, scales) and verify ``B``'s fingerprint.
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # Check the stored config before torch compares the latent's shape or copies anything:
+        # the user sees which settings differ (not a size mismatch) and the model stays untouched.
+        key = prefix + "_extra_state"
+        if key in state_dict:
+            self._check_config(self._parse_config(state_dict[key]), adopt=False)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
-        Called by ``load_state_dict``. The targets' names and shapes must equal this model's.
-        """
+    #: Settings a state dict must share with the model it is loaded into (``load_state_dict``);
+    #: :meth:`load_config` adopts those after ``latent_dim`` and ``groups``.
+    _SETTINGS = ("latent_dim", "groups", "seed", "projection", "distribution", "latent_scale")
+    _ADOPTABLE = ("seed", "projection", "distribution", "latent_scale")
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "latent_dim": self.latent_dim,
+            "groups": None if self._groups is None else self._groups.spec(),
+            "seed": self.seed,
+            "projection": self.projection.kind,
+            "distribution": self.projection.distribution,
+            "latent_scale": self.latent_scale,
+        }
+
+    def _parse_config(self, cfg: Any) -> dict[str, Any]:
+        """Validate a stored config (versions, targets, fields) without changing anything."""
         where = "hyperproj HyperModel config"
         if not isinstance(cfg, Mapping):
             raise HyperprojError(f"{where}: expected a dict, got {type(cfg).__name__}")
@@ -514,22 +552,68 @@ class HyperModel(nn.Module):
                 raise HyperprojError(
                     f"{where}: targets differ: stored {theirs}, this model has {ours}"
                 )
-            if cfg["latent_dim"] != self.latent_dim:
-                raise HyperprojError(
-                    f"{where}: latent_dim {cfg['latent_dim']} differs from this model's "
-                    f"{self.latent_dim}"
-                )
-            scales = [float(t["scale"]) for t in cfg["targets"]]
-            kind, seed, dist = cfg["projection"], cfg["seed"], cfg["distribution"]
-            latent_scale, stored_fp = cfg["latent_scale"], cfg.get("fingerprint")
-            mine = None if self._groups is None else self._groups.spec()
-            if cfg.get("groups") != mine:
-                raise HyperprojError(f"{where}: groups {cfg.get('groups')!r} differ from this model's {mine!r}")
+            parsed = {name: cfg[name] for name in self._SETTINGS if name != "groups"}
+            parsed["groups"] = cfg.get("groups")
+            parsed["scales"] = [float(t["scale"]) for t in cfg["targets"]]
+            parsed["fingerprint"] = cfg.get("fingerprint")
         except KeyError as err:
             raise HyperprojError(f"{where}: missing field {err.args[0]!r}") from None
         except TypeError as err:
             raise HyperprojError(f"{where}: malformed field: {err}") from None
-        seed = _check_int(seed, "seed", 0, 1 << 63)
+        parsed["seed"] = _check_int(parsed["seed"], "seed", 0, 1 << 63)
+        return parsed
+
+    def _check_config(self, parsed: Mapping[str, Any], adopt: bool) -> None:
+        """One error listing every setting of ``parsed`` that differs and may not be adopted."""
+        mine = self._settings()
+        fixed = [n for n in self._SETTINGS if not (adopt and n in self._ADOPTABLE)]
+        differ = [n for n in fixed if parsed[n] != mine[n]]
+        if not differ:
+            return
+        listing = "; ".join(f"{n}: stored {parsed[n]!r}, this model {mine[n]!r}" for n in differ)
+        call = [f"latent_dim={parsed['latent_dim']}", f"seed={parsed['seed']}",
+                f"projection={parsed['projection']!r}", f"latent_scale={parsed['latent_scale']!r}"]
+        if parsed["distribution"] != "uniform" or "distribution" in differ:
+            call.append(f"distribution={parsed['distribution']!r}")
+        if parsed["groups"] is not None or "groups" in differ:
+            call.append(f"groups={parsed['groups']!r}")
+        if adopt:
+            where, what = "hyperproj.HyperModel.load_config", "the config"
+        else:
+            where, what = "hyperproj.HyperModel.load_state_dict", "the state dict"
+        raise HyperprojError(
+            f"{where}: {what} comes from a HyperModel built with other settings ({listing}). "
+            f"Build the model with the stored settings before loading: "
+            f"hyperproj.reparametrize(base, {', '.join(call)})"
+        )
+
+    def load_config(self, cfg: Mapping[str, Any], *, adopt: bool = True) -> None:
+        """Load a stored configuration (as :meth:`config` returns it) and verify ``B``'s fingerprint.
+
+        The targets' names and shapes, ``latent_dim`` and ``groups`` must equal this model's.
+        With ``adopt=True`` (the default, used by the file decoders) the stored ``seed``,
+        ``projection``, ``distribution`` and ``latent_scale`` are adopted and ``B`` is rebuilt
+        from them. With ``adopt=False`` — what ``load_state_dict`` uses — any difference in those
+        settings is refused with one :class:`HyperprojError` that lists every differing field and
+        the ``reparametrize`` call that builds a matching model. Per-layer scales (set by the
+        init rule) are adopted in both modes.
+
+        Examples:
+            >>> a = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=5)
+            >>> b = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=6)
+            >>> try:
+            ...     b.load_config(a.config(), adopt=False)  # as load_state_dict does
+            ... except hyperproj.HyperprojError as err:
+            ...     print("seed: stored 5, this model 6" in str(err))
+            True
+            >>> b.load_config(a.config())  # adopts seed 5: B and z0 are rebuilt from it
+            >>> b.seed, b.fingerprint() == a.fingerprint()
+            (5, True)
+        """
+        parsed = self._parse_config(cfg)
+        self._check_config(parsed, adopt)
+        kind, seed, dist = parsed["projection"], parsed["seed"], parsed["distribution"]
+        latent_scale, scales, stored_fp = parsed["latent_scale"], parsed["scales"], parsed["fingerprint"]
         p = self.projection
         if (kind, seed, dist, scales) != (p.kind, p.seed, p.distribution, p.layer_scales):
             if self._groups is not None:
@@ -550,8 +634,9 @@ class HyperModel(nn.Module):
             mine = self.fingerprint()
             if [float(v) for v in stored_fp] != mine:
                 raise HyperprojError(
-                    f"{where}: fingerprint of B {list(stored_fp)} does not match the regenerated "
-                    f"{mine}: the file was written by a different generator or projection"
+                    f"hyperproj HyperModel config: fingerprint of B {list(stored_fp)} does not "
+                    f"match the regenerated {mine}: the file was written by a different generator "
+                    "or projection"
                 )
 
     # ------------------------------------------------------------------ display

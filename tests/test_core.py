@@ -101,10 +101,94 @@ def test_strict_load_into_fresh_model_restores_exactly():
         trained.latent.add_(torch.randn_like(trained.latent))
         trained.base.head.bias.add_(1.0)
     x = torch.rand(9, 2)
-    fresh = hyperproj.reparametrize(net, 200, seed=99)  # different seed: config must win
+    fresh = hyperproj.reparametrize(net, 200, seed=3)  # the same call: loads exactly
+    assert not torch.equal(fresh(x), trained(x))
     fresh.load_state_dict(trained.state_dict(), strict=True)
     assert fresh.seed == 3
     assert torch.equal(fresh(x), trained(x))
+
+
+@pytest.mark.parametrize(
+    ("field", "options", "stored", "mine"),
+    [
+        ("seed", {"seed": 99}, "3", "99"),
+        ("projection", {"projection": "fastfood"}, "'dense'", "'fastfood'"),
+        ("latent_dim", {"latent_dim": 150}, "200", "150"),
+        ("latent_scale", {"latent_scale": "paper"}, "'unit'", "'paper'"),
+        ("distribution", {"distribution": "normal"}, "'uniform'", "'normal'"),
+    ],
+)
+def test_load_state_dict_refuses_other_settings(field, options, stored, mine):
+    net = TinySiren()
+    trained = hyperproj.reparametrize(net, 200, seed=3, projection="dense")
+    with torch.no_grad():
+        trained.latent.add_(1.0)
+    kwargs = {"latent_dim": 200, "seed": 3, "projection": "dense", **options}
+    other = hyperproj.reparametrize(net, **kwargs)
+    before = {k: v.clone() for k, v in other.state_dict().items() if isinstance(v, torch.Tensor)}
+    x = torch.rand(5, 2)
+    y = other(x)
+    with pytest.raises(HyperprojError) as info:
+        other.load_state_dict(trained.state_dict())
+    msg = str(info.value)
+    assert msg.startswith("hyperproj.HyperModel.load_state_dict: the state dict comes from a HyperModel built with other settings (")
+    assert f"{field}: stored {stored}, this model {mine}" in msg
+    assert msg.count("stored ") == 2  # only the differing field is listed (plus "stored settings")
+    assert "size mismatch" not in msg
+    extra = ", distribution='uniform'" if field == "distribution" else ""
+    assert msg.endswith(
+        "Build the model with the stored settings before loading: hyperproj.reparametrize(base, "
+        f"latent_dim=200, seed=3, projection='dense', latent_scale='unit'{extra})"
+    )
+    # refused before anything was copied: the model is untouched
+    after = {k: v for k, v in other.state_dict().items() if isinstance(v, torch.Tensor)}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(other(x), y)
+
+
+def test_load_state_dict_lists_every_differing_field_in_one_error():
+    net = TinySiren()
+    sd = hyperproj.reparametrize(net, 200, seed=3, projection="dense").state_dict()
+    other = hyperproj.reparametrize(net, 120, seed=4, projection="fastfood", latent_scale="paper")
+    with pytest.raises(HyperprojError) as info:
+        other.load_state_dict(sd, strict=False)
+    msg = str(info.value)
+    for part in ("latent_dim: stored 200, this model 120", "seed: stored 3, this model 4",
+                 "projection: stored 'dense', this model 'fastfood'",
+                 "latent_scale: stored 'unit', this model 'paper'"):
+        assert part in msg
+    assert "reparametrize(base, latent_dim=200, seed=3, projection='dense', latent_scale='unit')" in msg
+
+
+def test_load_state_dict_refuses_other_groups():
+    from hyperproj.inr import LocalGlobal
+
+    torch.manual_seed(0)
+    net = LocalGlobal(2, 3, (2, 2), local_features=6, global_features=8, hidden_layers=1)
+    grouped = hyperproj.reparametrize(net, 300, seed=2, groups="partition")
+    spec = grouped.config()["groups"]
+    with pytest.raises(HyperprojError, match=r"groups: stored \{'kind': 'partition'.*, this model None"):
+        hyperproj.reparametrize(net, 300, seed=2).load_state_dict(grouped.state_dict())
+    fresh = hyperproj.reparametrize(net, 300, seed=2, groups=spec)  # the call the message names
+    fresh.load_state_dict(grouped.state_dict())
+    x = torch.rand(7, 2) * 2 - 1
+    assert torch.equal(fresh(x), grouped(x))
+
+
+def test_load_config_still_adopts_seed_projection_and_scale():
+    net = TinySiren()
+    trained = hyperproj.reparametrize(net, 200, seed=3, projection="dense")
+    other = hyperproj.reparametrize(net, 200, seed=99, projection="fastfood", latent_scale="paper")
+    other.load_config(trained.config())
+    assert (other.seed, other.projection.kind, other.latent_scale) == (3, "dense", "unit")
+    assert other.fingerprint() == trained.fingerprint()
+    with torch.no_grad():
+        other.latent.copy_(trained.latent)
+    x = torch.rand(5, 2)
+    assert torch.equal(other(x), trained(x))
+    # latent_dim cannot be adopted: refused with the same kind of message
+    with pytest.raises(HyperprojError, match=r"load_config: the config .*latent_dim: stored 200, this model 50"):
+        hyperproj.reparametrize(net, 50, seed=3).load_config(trained.config())
 
 
 def test_load_refuses_other_generator_or_tampered_fingerprint():
@@ -343,7 +427,7 @@ def test_offset_parameterisation_starts_at_the_unit_weights_and_round_trips():
     with torch.no_grad():
         off.latent.normal_()
     x = torch.rand(9, 2)
-    fresh = hyperproj.reparametrize(net, 150, seed=11, latent_scale="offset")
+    fresh = hyperproj.reparametrize(net, 150, seed=4, latent_scale="offset")
     fresh.load_state_dict(off.state_dict(), strict=True)
     assert torch.equal(fresh(x), off(x))
     assert torch.equal(pickle.loads(pickle.dumps(off))(x), off(x))
