@@ -34,7 +34,8 @@ def _bits(text: str):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hyperproj", description="Signals as seeded random projections of one small latent (D'OH).")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", parser_class=_Parser,
+                           help="what to do; 'hyperproj COMMAND --help' lists its options")
 
     c = sub.add_parser("compress", help="compress an image into a .hpz file")
     c.add_argument("input", help="image file (PNG, JPEG, ...)")
@@ -48,12 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop training after S seconds in all")
     c.add_argument("--model", default="siren", help="siren (default: D'OH's 9x40 SIREN, wider at high rates) or a JSON model spec")
     c.add_argument("--projection", default="auto", help="auto, dense, streamed, fastfood")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="integer seed of the projection B and the initial latent (default 0)")
     c.add_argument("--resize", type=int, default=None, help="resize so the longer side has this many pixels first")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
     d = sub.add_parser("decompress", help="render a .hpz file back into an image")
-    d.add_argument("input")
+    d.add_argument("input", help=".hpz file to decode (a D'OH signal file or a modulation latents file)")
     d.add_argument("-o", "--output", help="output image (default: INPUT with suffix _dec.png)")
     d.add_argument("--base", help="modulation latents files only: the base-network .hpz they were coded against")
     d.add_argument("--shape", type=int, nargs="+", metavar="N",
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="modulation latents files only: patches per row of the output mosaic (default: about sqrt(count))")
 
     i = sub.add_parser("info", help="header fields and rate breakdown of a .hpz file")
-    i.add_argument("input")
+    i.add_argument("input", help=".hpz file to describe")
     i.add_argument("--json", action="store_true", help="print JSON")
 
     k = sub.add_parser("crop", help="crop a .hpz file of a Local-Global INR without retraining")
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--size", type=int, default=None, help="image side in pixels (default 256; quick: 64)")
     m.add_argument("--steps", type=int, default=None, help="train a fixed number of steps instead of --budget")
     m.add_argument("--budget", type=float, default=None, help="seconds per rate, everything included (default 40; quick: 8)")
-    m.add_argument("--quiet", action="store_true")
+    m.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -100,6 +101,15 @@ def _model_from(arg: str, signal):
     raise _CliError(f"--model must be 'siren' or a JSON model spec like '{{\"name\": \"siren\", \"config\": {{...}}}}', got {arg!r}")
 
 
+def _check_output_folder(out: Path) -> None:
+    """Refuse an output path whose folder is missing, before any work (one-line message)."""
+    folder = out.parent
+    if not folder.exists():
+        raise _CliError(f"output folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise _CliError(f"output folder {str(folder)!r} is not a folder")
+
+
 def _cmd_compress(a) -> int:
     from . import codec
     from .inr.signals import ImageSignal
@@ -107,6 +117,8 @@ def _cmd_compress(a) -> int:
     src = Path(a.input)
     if not src.is_file():
         raise _CliError(f"no such file {str(src)!r}")
+    out = Path(a.output) if a.output else src.with_suffix(".hpz")
+    _check_output_folder(out)  # before any work: compressing can take minutes
     try:
         signal = ImageSignal.from_file(src)
     except Exception as err:  # noqa: BLE001 - Pillow raises many types
@@ -115,7 +127,6 @@ def _cmd_compress(a) -> int:
         raise _CliError(f"cannot read image {str(src)!r}: {err}") from None
     if a.resize:
         signal = signal.resize(a.resize)
-    out = Path(a.output) if a.output else src.with_suffix(".hpz")
     kwargs: dict[str, Any] = {
         "bits": a.bits, "steps": a.steps, "qat_steps": a.qat_steps, "time_budget": a.time_budget,
         "projection": a.projection, "seed": a.seed, "progress": not a.quiet,
@@ -178,6 +189,8 @@ def _cmd_decompress(a) -> int:
     from . import codec
 
     out = Path(a.output) if a.output else Path(a.input).with_name(Path(a.input).stem + "_dec.png")
+    if a.output:  # the default sits beside the input, whose absence the decoder reports
+        _check_output_folder(out)
     kind = _file_kind(a.input)
     if kind == "mod-latents/1":
         return _decompress_latents(a, out)
@@ -249,8 +262,9 @@ def _cmd_crop(a) -> int:
     if len(a.box) < 2 or len(a.box) % 2:
         raise _CliError(f"--box needs the lower corner then the upper corner (an even number of values), got {len(a.box)} values")
     d = len(a.box) // 2
-    data = src.read_bytes()
     out = Path(a.output) if a.output else src.with_name(src.stem + "_crop.hpz")
+    _check_output_folder(out)
+    data = src.read_bytes()
     cropped = codec.crop(data, (a.box[:d], a.box[d:]))
     out.write_bytes(cropped)
     rep = codec.info(cropped)

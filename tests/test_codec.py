@@ -231,6 +231,54 @@ def test_cli_roundtrip_and_errors(trained_file, tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", ["compress", "decompress", "crop"])
+def test_cli_missing_output_folder_is_one_line_before_any_work(command, trained_file, tmp_path, capsys,
+                                                              monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from hyperproj.cli import main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output folder was checked")
+
+    for name in ("compress", "decompress", "crop", "decode"):
+        monkeypatch.setattr(codec, name, no_work)
+    if command == "compress":
+        src = tmp_path / "p.png"
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+        extra = []
+    else:
+        src = trained_file.save(tmp_path / "x.hpz")
+        extra = ["--box", "0", "0", "1", "1"] if command == "crop" else []
+    missing = tmp_path / "x" / "y"
+    assert main([command, str(src), *extra, "-o", str(missing / "out.bin")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"hyperproj: error: output folder {str(missing)!r} does not exist\n"
+    assert not missing.exists()
+
+
+def test_cli_every_argument_has_help():
+    import argparse
+
+    from hyperproj.cli import _parser
+
+    parser = _parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subs) == 1
+    commands = subs[0].choices
+    assert {"compress", "decompress", "info", "crop", "demo"} <= set(commands)
+    choice_help = {c.dest: c.help for c in subs[0]._choices_actions}
+    missing = [name for name in commands if not choice_help.get(name)]
+    for prog, p in [("hyperproj", parser), *commands.items()]:
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not (isinstance(action.help, str) and action.help.strip()):
+                missing.append(f"{prog} {'/'.join(action.option_strings) or action.dest}")
+    assert missing == []
+
+
 @pytest.mark.slow
 def test_cli_compress_subprocess(tmp_path):
     import numpy as np
