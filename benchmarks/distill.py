@@ -10,7 +10,9 @@ nine width-40 sine layers, 13,000 projected weights, the issue's and ``projectio
 "SIREN 9x40") at n = 30 / 60 / 100 % of its weights, each case in a fresh subprocess so that its peak
 resident memory is its own; solve seconds and whole-call seconds (the call includes generating B).
 
-    python benchmarks/distill.py [--data ../shared/data/kodak] [--quick] [--part 1|2|both]
+    python benchmarks/distill.py [--data DIR] [--quick] [--part 1|2|both]
+
+``--data`` defaults to ``../shared/data/kodak`` beside the checkout (``benchmarks/_paths.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from _paths import HINT, kodak_dir
 
 import hyperproj
 from hyperproj.inr import ImageSignal, Siren, fit
@@ -35,6 +38,7 @@ def _image(data: str | None, size: int) -> tuple[ImageSignal, str]:
         files = sorted(Path(data).glob("*.png"))
         if files:
             return ImageSignal.from_file(files[-1]).center_crop(size), files[-1].name
+    print(f"note: no PNG images in {data} ({HINT}); using scikit-image's astronaut", file=sys.stderr)
     from skimage import data as skdata
 
     return ImageSignal.from_array(skdata.astronaut()).resize(size).center_crop(size), "astronaut"
@@ -111,7 +115,7 @@ def part2(args) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../shared/data/kodak")
+    ap.add_argument("--data", type=Path, default=kodak_dir(), help=f"folder of Kodak PNGs (default {kodak_dir()})")
     ap.add_argument("--quick", action="store_true", help="small image, few steps, 30%% only")
     ap.add_argument("--part", choices=["1", "2", "both"], default="both")
     ap.add_argument("--steps", type=int, default=2000, help="pretraining steps (full protocol)")

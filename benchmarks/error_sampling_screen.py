@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _paths import HINT, kodak_dir
 
 import hyperproj
 from hyperproj.inr import ErrorSampling, ImageSignal
@@ -101,7 +102,7 @@ def _training_step_ms(batch: int, steps: int = 40) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/kodak")
+    ap.add_argument("--data", type=Path, default=kodak_dir(), help=f"folder of Kodak PNGs (default {kodak_dir()})")
     ap.add_argument("--images", nargs="+", default=["kodim23", "kodim01"])
     ap.add_argument("--settings", nargs="+", default=["uniform", "0.5,0.6"])
     ap.add_argument("--bpp", type=float, default=0.3)
@@ -125,7 +126,7 @@ def main() -> None:
         for name in a.images:
             path = a.data / f"{name}.png"
             if not path.exists():
-                print(f"note: {path} not found; skipped", file=sys.stderr)
+                print(f"note: {path} not found; skipped ({HINT})", file=sys.stderr)
                 continue
             images.append((name, ImageSignal.from_file(path, mode="RGB")))
     print(f"# compress at {a.bpp} bpp, {a.budget:.0f} s per run, {a.threads} thread(s)")

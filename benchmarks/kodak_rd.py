@@ -13,7 +13,9 @@ Side by side on the same images in one run:
   rate (matched rates).
 
 Prints a table (mean over images), writes ``kodak_rd.csv`` and ``kodak_rd.png`` (with the
-published curves from ``/work/shared/reference/kodak_anchors.json`` when running full-size images).
+published curves from ``../shared/reference/kodak_anchors.json`` beside the checkout when running
+full-size images). ``--data`` defaults to ``../shared/data/kodak`` beside the checkout
+(``HYPERPROJ_SHARED`` / ``HYPERPROJ_KODAK`` override it; see ``benchmarks/_paths.py``).
 
 Usage::
 
@@ -33,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _paths import HINT, anchors_path, kodak_dir
 
 import hyperproj
 from hyperproj import codec
@@ -46,7 +49,7 @@ try:  # the fastfood projection, when present, keeps big latents cheap
 except ImportError:  # pragma: no cover
     HAVE_FASTFOOD = False
 
-ANCHORS = Path("/work/shared/reference/kodak_anchors.json")
+ANCHORS = anchors_path()
 COIN_ARCHS = [(5, 20), (5, 30), (10, 28), (10, 40)]
 
 
@@ -65,7 +68,7 @@ def load_images(data: Path, names: list[str] | None, count: int | None, size: in
     if not out:
         import skimage.data
 
-        print(f"note: no Kodak images in {data}; using skimage astronaut instead", file=sys.stderr)
+        print(f"note: no Kodak images in {data} ({HINT}); using skimage astronaut instead", file=sys.stderr)
         sig = ImageSignal.from_array(skimage.data.astronaut())
         out.append(("astronaut", sig.resize(size) if size else sig))
     return out
@@ -112,7 +115,7 @@ def run_classic(name, sig, fmt, target_bpp):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("/work/shared/data/kodak"))
+    ap.add_argument("--data", type=Path, default=kodak_dir(), help=f"folder of Kodak PNGs (default {kodak_dir()})")
     ap.add_argument("--images", nargs="*", default=None, help="image names (e.g. kodim01)")
     ap.add_argument("--count", type=int, default=None, help="use the first COUNT images")
     ap.add_argument("--size", type=int, default=256, help="resize the longer side (0 = full size, the paper's)")
@@ -191,6 +194,9 @@ def main(argv=None) -> int:
             if isinstance(v, dict) and "bpp" in v:
                 ax.plot(v["bpp"], v["psnr"], "--", alpha=0.5, label=f"{k} (published)")
         ax.set_xlim(0, 1.5)
+    elif a.size == 0:
+        print(f"note: no published curves at {ANCHORS} (set HYPERPROJ_SHARED); plotting this run only",
+              file=sys.stderr)
     ax.set_xlabel("bits per pixel (file size)")
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(f"Kodak, {len(images)} image(s), {proto}")

@@ -12,7 +12,8 @@ Usage::
     python benchmarks/local_global.py --quick     # 128 px Kodak crop, 8x8 partitions; < 10 min on 2 CPU cores
     python benchmarks/local_global.py             # the paper's setting: 512 px, 16x16, ~200k parameters
 
-``--data DIR`` picks the Kodak folder (default ``../shared/data/kodak``; falls back to
+``--data DIR`` picks the Kodak folder (default ``../shared/data/kodak`` beside the checkout, see
+``benchmarks/_paths.py``; falls back to
 ``skimage.data.astronaut()``); ``--img-out DIR`` receives small PNGs (original, LG, cropped file).
 """
 
@@ -25,12 +26,13 @@ import warnings
 from pathlib import Path
 
 import torch
+from _paths import HINT, kodak_dir
 
 import hyperproj
 from hyperproj import codec
 from hyperproj.inr import AudioSignal, ImageSignal, LocalGlobal, Siren, find_audio, fit, psnr
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
+DEFAULT_DATA = kodak_dir()
 
 SETTINGS = {
     # size, partition factors, hidden layers, local width, global width, steps, audio samples
@@ -53,6 +55,7 @@ def load_image(data: Path, size: int) -> tuple[str, ImageSignal]:
         return f"{files[0].name} (center {side}px crop -> {size}px)", sig
     import skimage.data
 
+    print(f"note: no PNG images in {data} ({HINT}); using scikit-image's astronaut", file=sys.stderr)
     return f"astronaut (skimage, {size}px)", ImageSignal.from_array(skimage.data.astronaut()).resize(size)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _paths import HINT, kodak_dir
 from einops import rearrange
 
 import hyperproj
@@ -64,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # the photos scripts/fetch_test_data.sh unpacks into the checkout's .data (as scripts/test.sh sets it)
 if "HYPERPROJ_DATA" not in os.environ and (ROOT / ".data" / "photos").is_dir():
     os.environ["HYPERPROJ_DATA"] = str(ROOT / ".data")
-DEFAULT_KODAK = Path(os.environ.get("HYPERPROJ_KODAK", ROOT.parent / "shared" / "data" / "kodak"))
+DEFAULT_KODAK = kodak_dir()  # ../shared/data/kodak beside the checkout; HYPERPROJ_KODAK / HYPERPROJ_SHARED override
 
 SETTINGS = {
     "quick": dict(steps=150, batch_size=12, inner_steps=3, first_order=True, hidden=64, layers=3, rank=8,
@@ -116,7 +117,7 @@ def test_patches(args, cfg, photos):
         per_image = [patch_pool([img], 32, count=cfg["test_per_image"], seed=args.seed + i) for i, img in enumerate(kodak.values())]
         return np.concatenate(per_image), photos, source
     held = {k: v for k, v in photos.items() if k in HOLDOUT} or dict(list(photos.items())[-2:])
-    print(f"WARNING: no Kodak PNGs in {args.data}; testing on held-out photos {sorted(held)} instead",
+    print(f"WARNING: no Kodak PNGs in {args.data} ({HINT}); testing on held-out photos {sorted(held)} instead",
           file=sys.stderr)
     train = {k: v for k, v in photos.items() if k not in held}
     per_image = [patch_pool([img], 32, count=4 * cfg["test_per_image"], seed=args.seed + i) for i, img in enumerate(held.values())]

@@ -40,6 +40,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _paths import HINT, kodak_dir
 
 import hyperproj
 from hyperproj.baselines import classic_at_rate
@@ -56,7 +57,7 @@ def load_images(data: Path, count: int | None, size: int) -> list[tuple[str, Ima
     if not out:
         import skimage.data
 
-        print(f"note: no PNG images in {data}; using scikit-image's astronaut", file=sys.stderr)
+        print(f"note: no PNG images in {data} ({HINT}); using scikit-image's astronaut", file=sys.stderr)
         out = [("astronaut", ImageSignal.from_array(skimage.data.astronaut()))]
     return [(n, s.resize(size) if size else s) for n, s in out]
 
@@ -125,7 +126,7 @@ def run_coin(sig: ImageSignal, bpp: float, budget: float, curve: Curve | None, e
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/kodak")
+    ap.add_argument("--data", type=Path, default=kodak_dir(), help=f"folder of Kodak PNGs (default {kodak_dir()})")
     ap.add_argument("--bpp", type=float, default=0.3)
     ap.add_argument("--budget", type=float, default=300.0, help="seconds per image and route, all included")
     ap.add_argument("--routes", default="offset", help=f"comma list of {ROUTES}")

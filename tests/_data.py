@@ -2,7 +2,7 @@
 
 Real data (nothing is downloaded at run time):
 - photos: scikit-image's bundled images (always present with scikit-image); Kodak PNGs in
-  /work/shared/data/kodak (optional);
+  ../shared/data/kodak beside the checkout (optional; HYPERPROJ_KODAK overrides);
 - meshes: CGAL's data set from Debian's libcgal-demo, voice clips from alsa-utils, found by
   ``hyperproj.inr.find_mesh`` / ``find_audio`` (``$HYPERPROJ_DATA``, ``~/.cache/hyperproj/data``
   or the installed Debian paths). ``.ci/run`` fills the cache.

@@ -168,7 +168,7 @@ class ImageSignal(Signal):
         """Load with Pillow; ``mode`` (e.g. ``"RGB"``, ``"L"``) converts first. Alpha is dropped.
 
         Examples:
-            >>> ImageSignal.from_file("/work/shared/data/kodak/kodim01.png").shape  # doctest: +SKIP
+            >>> ImageSignal.from_file("kodak/kodim01.png").shape  # doctest: +SKIP
             (512, 768, 3)
         """
         from PIL import Image
