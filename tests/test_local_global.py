@@ -264,7 +264,12 @@ def test_grouped_state_dict_and_pickle():
     x = points(100)
     back = pickle.loads(pickle.dumps(hyper))
     assert torch.equal(back(x), hyper(x))
-    fresh = hyperproj.reparametrize(small_lg(), 600, seed=9, groups="partition")
+    other_seed = hyperproj.reparametrize(small_lg(), 600, seed=9, groups="partition")
+    with pytest.raises(hyperproj.HyperprojError, match="seed: stored 2, this model 9"):
+        other_seed.load_state_dict(hyper.state_dict())
+    fresh = hyperproj.reparametrize(small_lg(), 600, seed=2, groups="partition")
+    with torch.no_grad():
+        fresh.latent.zero_()
     fresh.load_state_dict(hyper.state_dict())
     assert torch.equal(fresh(x), hyper(x))
     plain = hyperproj.reparametrize(small_lg(), 600, seed=2)
