@@ -9,14 +9,17 @@ fails (no C++ compiler, an unsupported device, ...) is marked broken and its cal
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 _kernels: dict[str, Callable[..., Any]] = {}
 _broken: set[str] = set()
+_warm: set[str] = set()  # kernels that compiled and ran in this process
+_state = {"cold_allowed": True}
 
 
 def enabled() -> bool:
@@ -34,16 +37,40 @@ def is_broken(name: str) -> bool:
     return name in _broken
 
 
+def is_warm(name: str) -> bool:
+    """Whether kernel ``name`` has compiled and run in this process (its next call is cheap)."""
+    return name in _warm
+
+
+@contextlib.contextmanager
+def warm_only(enabled: bool = True) -> Iterator[None]:
+    """Within this block a kernel that has not compiled yet is not compiled: callers run eager.
+
+    A first compilation costs seconds (about 5 s with inductor's on-disk cache, 20 s and more
+    without it or on a busy machine); :func:`hyperproj.inr.fit` uses this under a time budget too
+    short to absorb that, so the budget holds.
+    """
+    before = _state["cold_allowed"]
+    _state["cold_allowed"] = before and not enabled
+    try:
+        yield
+    finally:
+        _state["cold_allowed"] = before
+
+
 def run(name: str, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor | None:
     """``torch.compile(fn, dynamic=True)(*args)``, compiled on first use; ``None`` when compiled
-    kernels are off or this one failed (the caller then computes eagerly)."""
-    if not usable(name):
+    kernels are off, this one failed, or it is not compiled yet inside :func:`warm_only` (the
+    caller then computes eagerly)."""
+    if not usable(name) or (name not in _warm and not _state["cold_allowed"]):
         return None
     kernel = _kernels.get(name)
     if kernel is None:
         kernel = _kernels[name] = torch.compile(fn, dynamic=True)
     try:
-        return kernel(*args)
+        out = kernel(*args)
     except Exception:  # no compiler, unsupported device, ...: the caller's eager path gives the result
         _broken.add(name)
         return None
+    _warm.add(name)
+    return out

@@ -53,7 +53,7 @@ from ._entropy import decode as _decode_stream
 from ._entropy import encode as _encode_stream
 from ._errors import HyperprojError
 from .distill import project_weights
-from .model import HyperModel, reparametrize
+from .model import HyperModel, reparametrize, resolve_latent_scale
 from .projection import projection_kinds
 from .quant import Bits, QuantRange, dequantize, fake_quantize
 from .quant import quantize as _quantize_tensor
@@ -85,8 +85,8 @@ _MAX_LATENT = 1 << 27
 _RANGE = struct.Struct("<ff")
 _RANS_OVERHEAD = 8  # model id + two float16 + final state (<= 5 bytes): a safe upper bound
 _BATCH_ROWS = 8192  # compress's minibatch for signals with more than 2x this many rows
-_OFFSET_MIN_SHARE = 0.3  # compress uses latent_scale="offset" when n >= this share of the weights
-_STEP_CAP = 10**7  # steps when only a time budget bounds training
+_STEP_CAP = 10**7
+_MIN_TRAIN_SECONDS = 1.0  # a time budget leaving less than this for training is refused  # steps when only a time budget bounds training
 # rans gain (bits/symbol below the bit width) that compress budgets for a trained latent. Measured on
 # Kodak at 0.3 bpp (docs/codec.md): offset latents code at 7.2 bits (8-bit) and 6.3 bits (7-bit);
 # unit-scale latents stay near uniform (7.75 bits at 8-bit). A little is kept back: an over-budget
@@ -990,7 +990,7 @@ def compress(
         >>> res.report["bpp"] <= 0.5  # doctest: +SKIP
         True
     """
-    from .inr.fit import ErrorSampling, fit
+    from .inr.fit import ErrorSampling, default_lr, fit
     from .inr.signals import ImageSignal
 
     t0 = time.perf_counter()
@@ -1010,8 +1010,13 @@ def compress(
         budget = int(max_bytes)
     if projection not in ("auto", *projection_kinds()) and projection == "fastfood":
         _ensure_kind("fastfood")
+    if time_budget is not None and (
+            isinstance(time_budget, bool) or not isinstance(time_budget, (int, float))
+            or not math.isfinite(time_budget) or time_budget <= 0):
+        raise _err(f"compress: time_budget must be a positive number of seconds or None, got {time_budget!r}")
     lr_given = lr is not None
-    lr = 1e-3 if lr is None else lr
+    if options.get("latent_scale") == "auto":  # compress resolves it below, knowing n and the model
+        del options["latent_scale"]
     fit_options = dict(fit_options or {})
     fit_options.setdefault("scheduler", "cosine")
     if samples > 2 * _BATCH_ROWS:  # minibatches learn far more per pixel visited than full passes
@@ -1067,15 +1072,16 @@ def compress(
         )
     n = latent_dim if latent_dim is not None else max(plan(model, est_bps(scale_guess)), n_safe)
     if "groups" not in options and "latent_scale" not in options:
-        # offset learns fastest while the latent spans enough of the weights; below ~30 % the
-        # frozen random W0 cannot be cancelled and training fails (kodim01 at 256 px, 6 %:
-        # 8 dB offset vs 19.7 dB unit), so small latents use the unit scale
-        options["latent_scale"] = "offset" if n >= _OFFSET_MIN_SHARE * layout(model)[0] else "unit"
+        # reparametrize's "auto" rule: offset learns fastest while the latent spans enough of the
+        # weights; below ~30 % the frozen random W0 cannot be cancelled, so small latents use unit
+        options["latent_scale"] = resolve_latent_scale("auto", n, layout(model)[0])
         if options["latent_scale"] != scale_guess and latent_dim is None:  # it codes less tightly
             n = max(plan(model, est_bps(options["latent_scale"])), n_safe)
+    # the model's own rate (a SIREN's falls with width x depth: 1e-3 at 10 x 40, 5e-4 at 10 x 80)
+    lr = lr if lr_given else default_lr(model)
     if options.get("latent_scale", "unit") == "unit":
         options.setdefault("latent_lr_scale", 10.0)
-        lr = lr if lr_given else 3e-3  # measured best for the unit latent (previous default)
+        lr = lr if lr_given else 3 * lr  # measured best for the unit latent: 3e-3 at 10 x 40
 
     attempts = []
     previous: HyperModel | None = None
@@ -1101,8 +1107,17 @@ def compress(
         left = None if time_budget is None else time_budget - (time.perf_counter() - t0)
         # passes still to come: 2 in this fit, 4 around fine-tuning, 1 for the report
         reserve = 0.0 if eval_seconds is None else (3 + 4 * bool(qat_steps)) * eval_seconds + 1.0
-        main_budget = None if left is None else max((left - reserve) * (1 - 0.2 * bool(qat_steps)), 0.5)
-        if remaining_steps > 0:
+        main_budget = None if left is None else (left - reserve) * (1 - 0.2 * bool(qat_steps))
+        if main_budget is not None and main_budget < _MIN_TRAIN_SECONDS and previous is None:
+            spent = time.perf_counter() - t0
+            raise _err(
+                f"compress: time_budget={time_budget:g} s is too small to train this model: setting up "
+                f"took {spent:.1f} s and the full-signal evaluations still to come take about "
+                f"{reserve:.1f} s, which leaves {max(main_budget, 0.0):.1f} s for training (at least "
+                f"{_MIN_TRAIN_SECONDS:g} s needed); give at least {spent + reserve + 10 * _MIN_TRAIN_SECONDS:.0f} s "
+                "for a useful result, or pass steps= without a time budget"
+            )
+        if remaining_steps > 0 and (main_budget is None or main_budget > 0):
             history = fit(hyper, signal, remaining_steps, lr=lr, progress=progress, time_budget=main_budget,
                           **fit_options)
             unquantized = history.metrics[history.best_index] if history.best_index is not None else {}

@@ -46,6 +46,30 @@ FORMAT_VERSION = 1
 #: learns several dB faster per step (docs/concepts.md).
 LATENT_SCALES = ("unit", "paper", "offset")
 
+#: ``latent_scale="auto"`` (the default) picks ``"offset"`` when the latent has at least this share
+#: of the projected weights, else ``"unit"``: below it the frozen random ``W0`` is more than the
+#: latent can cancel (measured, docs/concepts.md: kodim01 at 256 px with a 6 % latent, 8.1 dB
+#: offset vs 19.7 dB unit), above it offset learns several dB faster per step.
+OFFSET_MIN_SHARE = 0.3
+
+
+def resolve_latent_scale(latent_scale: str, latent_dim: int, projected: int, grouped: bool = False) -> str:
+    """The concrete parameterisation for ``latent_scale`` (``"auto"`` resolved; see
+    :data:`OFFSET_MIN_SHARE`). Partitioned latents (``groups=``) resolve ``"auto"`` to ``"unit"``.
+
+    Examples:
+        >>> resolve_latent_scale("auto", 3000, 10000), resolve_latent_scale("auto", 1000, 10000)
+        ('offset', 'unit')
+    """
+    if latent_scale == "auto":
+        return "offset" if not grouped and latent_dim >= OFFSET_MIN_SHARE * projected else "unit"
+    if latent_scale not in LATENT_SCALES:
+        raise HyperprojError(
+            f"hyperproj.reparametrize: latent_scale must be 'auto' or one of {LATENT_SCALES}, "
+            f"got {latent_scale!r}"
+        )
+    return latent_scale
+
 _LATENT_STREAM = 0
 
 #: Learning-rate multiplier of a unit-scale latent relative to the other parameters. Measured
@@ -153,7 +177,7 @@ class HyperModel(nn.Module):
         ...     other.load_state_dict(hyper.state_dict())
         ... except hyperproj.HyperprojError as err:
         ...     print(err)
-        hyperproj.HyperModel.load_state_dict: the state dict comes from a HyperModel built with other settings (latent_dim: stored 10, this model 12; seed: stored 1, this model 2). Build the model with the stored settings before loading: hyperproj.reparametrize(base, latent_dim=10, seed=1, projection='dense', latent_scale='unit')
+        hyperproj.HyperModel.load_state_dict: the state dict comes from a HyperModel built with other settings (latent_dim: stored 10, this model 12; seed: stored 1, this model 2). Build the model with the stored settings before loading: hyperproj.reparametrize(base, latent_dim=10, seed=1, projection='dense', latent_scale='offset')
     """
 
     def __init__(
@@ -167,7 +191,7 @@ class HyperModel(nn.Module):
         init: RuleSpec | Mapping[str, RuleSpec] = "auto",
         projection: str = "auto",
         distribution: str = "uniform",
-        latent_scale: str = "unit",
+        latent_scale: str = "auto",
         latent_lr_scale: float | None = None,
         dense_cap_bytes: int = DEFAULT_DENSE_CAP_BYTES,
         copy_base: bool = True,
@@ -182,11 +206,7 @@ class HyperModel(nn.Module):
             raise HyperprojError("hyperproj.reparametrize: model is already a HyperModel")
         latent_dim = _check_int(latent_dim, "latent_dim", 1)
         seed = _check_int(seed, "seed", 0, 1 << 63)
-        if latent_scale not in LATENT_SCALES:
-            raise HyperprojError(
-                f"hyperproj.reparametrize: latent_scale must be one of {LATENT_SCALES}, "
-                f"got {latent_scale!r}"
-            )
+        resolve_latent_scale(latent_scale, 1, 1)  # validates the name before any work
         base = copy.deepcopy(base) if copy_base else base
 
         names = select_targets(base, targets, exclude)
@@ -195,6 +215,7 @@ class HyperModel(nn.Module):
         shapes = [tuple(p.shape) for p in params]
         sizes = [p.numel() for p in params]
         total = sum(sizes)
+        latent_scale = resolve_latent_scale(latent_scale, latent_dim, total, groups is not None)
         if latent_dim > total:
             warnings.warn(
                 f"hyperproj.reparametrize: latent_dim={latent_dim} exceeds the {total} projected "
@@ -665,10 +686,13 @@ def reparametrize(model: nn.Module, latent_dim: int, seed: int = 0, **options: A
         **options: ``targets`` / ``exclude`` (parameter-name patterns — exact, dotted suffix or
             regex — or module types), ``init`` (rule name, ``{pattern: rule}``, callable, or
             ``"auto"``), ``projection`` (``"auto"``, ``"dense"``, ``"streamed"``, ...),
-            ``distribution`` of ``B``'s entries, ``latent_scale`` (``"unit"`` or ``"paper"``),
-            ``latent_lr_scale`` (the latent's learning-rate multiplier in
+            ``distribution`` of ``B``'s entries, ``latent_scale`` (``"auto"``, the default:
+            ``"offset"`` — ``W = W0 + R z/√n`` with ``z`` from 0, which trains like the plain
+            network — when ``latent_dim`` is at least 30 % of the projected weights, else
+            ``"unit"``; ``"paper"`` is the D'OH paper's ``z0 ~ U(±1/n)``), ``latent_lr_scale``
+            (the latent's learning-rate multiplier in
             :meth:`HyperModel.optimizer_param_groups`; default 30 for a unit latent, 1 for the
-            paper's), ``dense_cap_bytes``, ``groups`` (``"partition"`` for a partitioned model
+            others), ``dense_cap_bytes``, ``groups`` (``"partition"`` for a partitioned model
             such as :class:`hyperproj.inr.LocalGlobal`: one latent per partition plus one for the
             shared weights, so the model can be cropped; see :mod:`hyperproj._groups`).
 

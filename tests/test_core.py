@@ -376,7 +376,7 @@ def test_repr_is_readable():
         ({"latent_dim": 5, "targets": ["conv.weight"]}, "target 'conv.weight' matches no parameter.*candidates: 0.weight"),
         ({"latent_dim": 5, "exclude": ["nope"]}, "exclude pattern 'nope'"),
         ({"latent_dim": 5, "projection": "sparse-magic"}, "projection must be"),
-        ({"latent_dim": 5, "latent_scale": "big"}, "latent_scale must be one of"),
+        ({"latent_dim": 5, "latent_scale": "big"}, "latent_scale must be .auto. or one of"),
     ],
 )
 def test_bad_input_names_the_problem(kwargs, match):

@@ -114,7 +114,7 @@ def test_release_and_deletion_restore_the_autograd_path():
 
 
 def test_errors_name_what_is_wrong():
-    unit = hyperproj.reparametrize(Siren(2, 8, 1, 1), latent_dim=30, seed=0)
+    unit = hyperproj.reparametrize(Siren(2, 8, 1, 1), latent_dim=30, seed=0, latent_scale="unit")
     with pytest.raises(HyperprojError, match="latent_scale='offset'.*'unit'"):
         WeightSpaceAdam(unit)
     with pytest.raises(HyperprojError, match="contains no HyperModel"):
@@ -146,11 +146,16 @@ def test_fit_builds_weight_space_adam_by_name_and_releases_it(monkeypatch):
     sig = _tiny_signal()
     hyper = hyperproj.reparametrize(Siren(2, 8, 1, 3), latent_dim=50, seed=0, latent_scale="offset")
     z0 = hyper.latent.detach().clone()
-    fit(hyper, sig, steps=3, progress=False)  # the default stays Adam
+    fit(hyper, sig, steps=3, progress=False, optimizer="adam")
     assert built == []
+    unit = hyperproj.reparametrize(Siren(2, 8, 1, 3), latent_dim=50, seed=0, latent_scale="unit")
+    fit(unit, sig, steps=3, progress=False)  # "auto": Adam for a unit latent
+    assert built == []
+    fit(hyper, sig, steps=3, progress=False)  # "auto": WeightSpaceAdam for the offset latent
+    assert built == [{}]
     hist = fit(hyper, sig, steps=5, progress=False, optimizer="Weight_Space_Adam",
                optimizer_kwargs={"step_scale": 0.5}, restore_best=False)
-    assert built == [{"step_scale": 0.5}] and len(hist.loss) > 0
+    assert built == [{}, {"step_scale": 0.5}] and len(hist.loss) > 0
     assert not torch.equal(hyper.latent.detach(), z0)  # the latent trained
     hyper(sig.coords[:4]).sum().backward()
     assert hyper.latent.grad is not None  # fit released it at the end

@@ -11,11 +11,11 @@ Examples:
 """
 
 from .data import data_dir, find_audio, find_mesh
-from .fit import ErrorSampling, FitHistory, fit, make_optimizer, optimizer_names
+from .fit import ErrorSampling, FitHistory, default_lr, fit, make_optimizer, optimizer_names
 from .incode import Harmonizer, Incode, IncodeComposer
 from .local_global import LocalGlobal, auto_partition_factors, crop, extend
 from .metrics import iou, psnr, ssim
-from .models import MLP, FourierFeatures, SineLayer, Siren, sine_linear
+from .models import MLP, FourierFeatures, SineLayer, Siren, sine_linear, sine_lr, warm_kernels
 from .registry import build_model, model_names, model_spec, register_model
 from .signals import AudioSignal, ImageSignal, MetricSpec, OccupancySignal, Signal, grid_coords
 
@@ -35,11 +35,13 @@ __all__ = [
     "Signal",
     "SineLayer",
     "sine_linear",
+    "sine_lr",
     "Siren",
     "auto_partition_factors",
     "build_model",
     "crop",
     "data_dir",
+    "default_lr",
     "extend",
     "find_audio",
     "find_mesh",
@@ -53,4 +55,5 @@ __all__ = [
     "psnr",
     "register_model",
     "ssim",
+    "warm_kernels",
 ]

@@ -13,6 +13,7 @@ wrapper such as ``HyperModel`` around an :class:`~hyperproj.inr.Incode` still fi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import math
@@ -24,10 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import _compiled
 from .._errors import HyperprojError
 from .signals import DEFAULT_CHUNK, MetricSpec, Signal
 
-__all__ = ["fit", "FitHistory", "ErrorSampling", "make_optimizer", "optimizer_names"]
+__all__ = ["fit", "FitHistory", "ErrorSampling", "default_lr", "make_optimizer", "optimizer_names"]
 
 
 @dataclass
@@ -145,9 +147,48 @@ def make_optimizer(name: str, params: Any, lr: float, **kwargs: Any) -> torch.op
 _WEIGHT_SPACE_NAMES = ("weight_space_adam", "weight-space-adam", "weightspaceadam")
 
 
+def _auto_optimizer(model: nn.Module) -> str:
+    """``optimizer="auto"``: :class:`~hyperproj.WeightSpaceAdam` for a HyperModel with the offset
+    latent (the parameterisation ``reparametrize`` picks for latents of 30 % of the weights and
+    more), Adam for everything else (plain networks, unit/paper latents, wrappers around a
+    HyperModel)."""
+    from ..model import HyperModel
+
+    if isinstance(model, HyperModel) and model.latent_scale == "offset" and model.latent.requires_grad:
+        return "weight_space_adam"
+    return "adam"
+
+
 def _resolve_optimizer_name(name: Any) -> str:
     key = str(name).lower()
     return "weight_space_adam" if key in _WEIGHT_SPACE_NAMES else key
+
+
+def default_lr(model: nn.Module) -> float:
+    """The learning rate :func:`fit` uses when ``lr`` is not given: the model's own
+    ``default_lr()`` if it (or a submodule, e.g. the network a HyperModel wraps) defines one —
+    :class:`~hyperproj.inr.Siren` and :class:`~hyperproj.inr.Incode` tie it to their width and
+    depth (:func:`~hyperproj.inr.models.sine_lr`) — else 1e-3.
+
+    Examples:
+        >>> import hyperproj
+        >>> from hyperproj.inr import Siren
+        >>> default_lr(Siren(2, 40, 9, 3)), default_lr(hyperproj.reparametrize(Siren(2, 80, 9, 3), 5000))
+        (0.001, 0.0005)
+        >>> default_lr(torch.nn.Linear(2, 3))
+        0.001
+    """
+    found = _find_hook(model, "default_lr")
+    if found is None:
+        return _FALLBACK_LR
+    value = found[1]()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise HyperprojError(
+            f"hyperproj.fit: {type(found[0]).__name__}.default_lr() must return a positive number, got {value!r}")
+    return float(value)
+
+
+_FALLBACK_LR = 1e-3  # Adam's usual rate, for models that declare no default_lr()
 
 
 def _find_hook(model: nn.Module, name: str) -> tuple[nn.Module, Callable] | None:
@@ -285,7 +326,7 @@ def fit(
     steps: int,
     lr: float | None = None,
     batch_size: int | None = None,
-    optimizer: str | torch.optim.Optimizer = "adam",
+    optimizer: str | torch.optim.Optimizer = "auto",
     scheduler: Any = None,
     final_lr_ratio: float = 0.1,
     progress: bool = True,
@@ -298,6 +339,7 @@ def fit(
     restore_best: bool = True,
     recover: int = 5,
     sampling: str | ErrorSampling = "uniform",
+    warmup: int | None = None,
 ) -> FitHistory:
     """Fit ``model`` to ``signal`` for ``steps`` optimizer steps; keep and restore the best state.
 
@@ -306,16 +348,20 @@ def fit(
             :class:`Siren` or ``hyperproj.reparametrize(Siren(...), ...)``.
         signal: an :class:`ImageSignal`, :class:`AudioSignal`, :class:`OccupancySignal`, ...
         steps: optimizer steps.
-        lr: learning rate (default 1e-3: measured best for SIREN at a few hundred to a few
-            thousand full-batch steps; a HyperModel's latent gets ``latent_lr_scale`` × this).
+        lr: learning rate; default :func:`default_lr` — for a SIREN or INCODE (wrapped or not)
+            one tied to its width and depth, ``12 / (ω · width · sine layers)`` (1e-3 for
+            compress's 10 × 40 SIREN, 5e-4 at width 80), else 1e-3. A HyperModel's latent gets
+            ``latent_lr_scale`` × this.
         batch_size: rows per step drawn without replacement (reshuffled each epoch by a private
             ``torch.Generator`` seeded with ``seed``); ``None`` = the whole signal every step,
             computed in chunks of ``chunk_size`` rows whose gradients are accumulated (the same
             gradient as one big pass, and faster on a CPU).
-        optimizer: a name from ``torch.optim``/``torch_optimizer`` (case-insensitive),
-            ``"weight_space_adam"`` (:class:`hyperproj.WeightSpaceAdam`, for offset-latent
-            HyperModels; fit releases it at the end) or an optimizer instance (then ``lr`` and
-            ``optimizer_kwargs`` are ignored).
+        optimizer: ``"auto"`` (default: ``"weight_space_adam"`` when ``model`` is a HyperModel
+            with the offset latent — ``reparametrize``'s choice for latents of 30 % of the weights
+            and more — else ``"adam"``), a name from ``torch.optim``/``torch_optimizer``
+            (case-insensitive), ``"weight_space_adam"`` (:class:`hyperproj.WeightSpaceAdam`, for
+            offset-latent HyperModels; fit releases it at the end) or an optimizer instance (then
+            ``lr`` and ``optimizer_kwargs`` are ignored).
         scheduler: ``None``, ``"exponential"`` (lr × ``final_lr_ratio`` ** (t/steps)),
             ``"cosine"`` (from lr down to lr × ``final_lr_ratio``), a torch LR scheduler built on
             the given optimizer instance, or ``callable(optimizer) -> scheduler``. Stepped once
@@ -326,7 +372,10 @@ def fit(
             ``max(1, steps // 20)``.
         callback: ``callback(step, metrics, model)`` after each evaluation; return ``True`` to stop.
         seed: seeds the minibatch order (the global RNG is never touched).
-        time_budget: stop after this many seconds of training (evaluations not counted).
+        time_budget: stop after this many seconds of training (evaluations not counted). Under
+            120 s no compiled kernel is compiled for the first time inside it (that alone can
+            take 5–40 s); kernels already compiled in this process, e.g. by
+            :func:`~hyperproj.inr.warm_kernels`, are used.
         restore_best: load the best evaluated state at the end (default ``True``).
         recover: how many divergences to roll back. Every ``10`` steps ``fit`` compares the mean
             training loss with the lowest seen so far; a non-finite loss or one over 4× the lowest
@@ -340,6 +389,11 @@ def fit(
             ``"error"`` / an :class:`ErrorSampling` (rows drawn more often where their last seen
             loss is high, the loss importance-weighted; measured faster to a given PSNR on images,
             see :class:`ErrorSampling`). Needs ``batch_size``.
+        warmup: steps over which every learning rate ramps up linearly from ``lr / warmup`` to
+            its value (on top of any scheduler); default ``min(100, steps // 10)``, ``0`` for none.
+            Adam's first steps move every weight by a full ``lr`` before its second-moment
+            estimate means anything; the ramp keeps a SIREN near its edge of stability from being
+            thrown off at the start.
 
     Returns:
         :class:`FitHistory`.
@@ -366,7 +420,7 @@ def fit(
     _check_positive_int("eval_every", eval_every, allow_none=True)
     _check_positive_int("chunk_size", chunk_size)
     if lr is None:
-        lr = 1e-3
+        lr = default_lr(model)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
         raise HyperprojError(f"hyperproj.fit: lr must be a positive number, got {lr!r}")
     if not (isinstance(final_lr_ratio, (int, float)) and 0 < final_lr_ratio <= 1):
@@ -378,6 +432,10 @@ def fit(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise HyperprojError(f"hyperproj.fit: seed must be an int, got {seed!r}")
     eval_every = eval_every or max(1, steps // 20)
+    if warmup is None:
+        warmup = min(_WARMUP_STEPS, steps // 10)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise HyperprojError(f"hyperproj.fit: warmup must be an int >= 0 (steps) or None, got {warmup!r}")
     spec_sampling = _resolve_sampling(sampling, signal)
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -395,6 +453,8 @@ def fit(
         opt = optimizer
     else:
         key = _resolve_optimizer_name(optimizer)
+        if key == "auto":
+            key = _auto_optimizer(model)
         if key == "weight_space_adam":
             from ..optim import WeightSpaceAdam
 
@@ -429,7 +489,7 @@ def fit(
                 f"than the signal's {n} rows (got batch_size={batch_size})"
             )
         miner = _ErrorSampler(spec_sampling, n, int(batch_size), gen, device)  # type: ignore[arg-type]
-    guard = _DivergenceGuard(model, opt, sched, int(recover), float(values.float().var()))
+    guard = _DivergenceGuard(model, opt, sched, int(recover), float(values.float().var()), _constant_loss(signal))
     guard_sum, guard_count = torch.zeros((), device=device), 0  # running sums at the last check
 
     bar = None
@@ -448,8 +508,11 @@ def fit(
             best_state = _snapshot(model)
     model.train()
     step = 0
+    kernels = contextlib.ExitStack()
     t0 = time.perf_counter()
     try:
+        # a first compilation of the sine kernels costs 5-40 s: not inside a budget that short
+        kernels.enter_context(_compiled.warm_only(time_budget is not None and time_budget < _COMPILE_MIN_BUDGET))
         while step < steps:
             # ---- one optimizer step ----
             opt.zero_grad(set_to_none=True)
@@ -487,7 +550,15 @@ def fit(
                 if reg_fn is not None:
                     loss = loss + reg_fn()
                 loss.backward()
-            opt.step()
+            if step < warmup:  # linear ramp on top of whatever the scheduler set
+                lrs = [group["lr"] for group in opt.param_groups]
+                for group in opt.param_groups:
+                    group["lr"] *= (step + 1) / warmup
+                opt.step()
+                for group, lr_now in zip(opt.param_groups, lrs):
+                    group["lr"] = lr_now
+            else:
+                opt.step()
             if sched is not None:
                 timer["spent"] = train_seconds + time.perf_counter() - t0
                 sched.step()
@@ -534,6 +605,7 @@ def fit(
                     bar.n = min(elapsed, float(time_budget))
                     bar.refresh()
     finally:
+        kernels.close()
         if bar is not None:
             bar.close()
         if owned_opt is not None:
@@ -590,21 +662,35 @@ class _ErrorSampler:
         self.err[idx] = per_row.clamp_min(1e-12)
 
 
+# Below this time budget (seconds) fit compiles no kernel that is not compiled yet: a first
+# compilation took ~5 s with inductor's disk cache, ~20 s without, ~35 s on a busy machine (a 25 s
+# budget once ran 39.8 s for one step), and saves ~17 % of a step (hyperproj.inr.warm_kernels()
+# compiles them ahead, outside any budget).
+_COMPILE_MIN_BUDGET = 120.0
+_WARMUP_STEPS = 100  # default warm-up length (fewer for fits under 1,000 steps)
 _GUARD_EVERY = 10  # steps between divergence checks (one host sync each)
 _GUARD_SNAPSHOT_EVERY = 10  # checks between snapshots of a healthy state
 # a window's mean loss this many times the lowest one (and above a quarter of the signal's variance)
 # is a divergence; 8 missed a collapse to a flat image on kodim13 (20.6 dB -> 11.8 dB is 7.7x)
 _GUARD_RATIO = 4.0
 _GUARD_HEALTHY_RATIO = 2.0  # snapshots are taken only while the loss is within this of the lowest
+# A collapse back towards the flat prediction: a window that has given back over half of the way
+# from the constant prediction's loss to the lowest one (and risen 1.5x above the lowest, so noise
+# early in training never counts). kodim05 at 0.5 bpp, lr 1e-3: 13.95 dB at step 50, then 10.7 dB
+# for 950 steps, the flat image's level, never 4x the lowest loss.
+_GUARD_LOST_SHARE = 0.5
+_GUARD_MIN_RISE = 1.5
 
 
 class _DivergenceGuard:
     """Rolls ``fit`` back to the last healthy state when the training loss blows up."""
 
-    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, budget: int, signal_var: float):
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, budget: int, signal_var: float,
+                 constant_loss: float = math.inf):
         self.model, self.opt, self.sched = model, opt, sched
         self.budget = max(0, budget)
         self.floor = signal_var / 4  # losses below this are never called a divergence
+        self.constant = constant_loss  # the loss of the best flat prediction
         self.best = math.inf
         self.factor = 1.0
         self.rollbacks = 0
@@ -616,7 +702,10 @@ class _DivergenceGuard:
 
     def check(self, step: int, window: float) -> bool:
         """``window``: mean training loss of the last steps. Returns whether it rolled back."""
-        diverged = not math.isfinite(window) or (window > _GUARD_RATIO * self.best and window > self.floor)
+        best = self.best
+        lost = (math.isfinite(self.constant) and best < self.constant and window > _GUARD_MIN_RISE * best
+                and window > best + _GUARD_LOST_SHARE * (self.constant - best))
+        diverged = not math.isfinite(window) or (window > self.floor and (window > _GUARD_RATIO * best or lost))
         if not diverged:
             self.best = min(self.best, window)
             self.checks += 1
@@ -639,6 +728,16 @@ class _DivergenceGuard:
         if self.sched is not None and hasattr(self.sched, "base_lrs"):  # LambdaLR & co. recompute from these
             self.sched.base_lrs = [b * 0.5 for b in self.sched.base_lrs]
         return True
+
+
+def _constant_loss(signal: Signal) -> float:
+    """``signal.constant_loss()``, or ``inf`` (no collapse test) for a signal that cannot say."""
+    fn = getattr(signal, "constant_loss", None)
+    try:
+        value = float(fn()) if callable(fn) else math.inf
+    except Exception:  # noqa: BLE001 - a custom signal's loss may not accept a flat prediction
+        return math.inf
+    return value if math.isfinite(value) and value > 0 else math.inf
 
 
 def _snapshot(model: nn.Module) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._errors import HyperprojError
-from .models import _check_float, _check_int, _encoding, siren_init_
+from .models import _check_float, _check_int, _encoding, sine_lr, siren_init_
 from .registry import register_model
 
 __all__ = ["Incode", "IncodeComposer", "Harmonizer"]
@@ -231,6 +231,18 @@ class Incode(nn.Module):
         self.register_buffer("frozen", torch.tensor(False))
         self.register_buffer("signal_image", None, persistent=False)
         self._scratch = _Scratch()
+
+    def default_lr(self) -> float:
+        """The Adam learning rate :func:`~hyperproj.inr.fit` uses when given none: the composer's
+        :func:`~hyperproj.inr.models.sine_lr`, as for a :class:`~hyperproj.inr.Siren` of its size.
+
+        Examples:
+            >>> Incode(2, 40, 9, 3).default_lr()
+            0.001
+        """
+        c = self.config
+        sine_layers = 1 + c["hidden_layers"] + (0 if c["outermost_linear"] else 1)
+        return sine_lr(c["hidden_features"], sine_layers, c["hidden_omega"])
 
     # -- signal ---------------------------------------------------------------------------------
     @property

@@ -82,6 +82,21 @@ class Signal:
         return (pred - target).pow(2).flatten(1).mean(1)
 
     @torch.no_grad()
+    def constant_loss(self) -> float:
+        """Training loss of the best constant prediction (the mean of ``values``: a flat image,
+        silence at the mean level); :func:`~hyperproj.inr.fit`'s divergence guard calls a model
+        whose loss climbs back towards it collapsed. A subclass whose loss is not the MSE
+        overrides this.
+
+        Examples:
+            >>> sig = Signal(torch.zeros(4, 1), torch.tensor([[0.0], [1.0], [0.0], [1.0]]))
+            >>> sig.constant_loss()  # the variance of the values
+            0.25
+        """
+        mean = self.values.mean(0, keepdim=True).expand_as(self.values)
+        return float(self.loss(mean, self.values))
+
+    @torch.no_grad()
     def render(self, model: nn.Module, coords: torch.Tensor | None = None, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
         """Model output at ``coords`` (default: all of the signal's), ``chunk_size`` rows at a time."""
         coords = self.coords if coords is None else coords
@@ -425,6 +440,12 @@ class OccupancySignal(Signal):
     def loss_per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Binary cross-entropy with logits of each row, ``(rows,)``."""
         return F.binary_cross_entropy_with_logits(pred, target, reduction="none").flatten(1).mean(1)
+
+    @torch.no_grad()
+    def constant_loss(self) -> float:
+        """Binary cross-entropy of the best constant logit, ``logit(mean occupancy)``."""
+        p = self.values.mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6)
+        return float(self.loss(torch.logit(p).expand_as(self.values), self.values))
 
     def grid(self, resolution: int | None = None) -> torch.Tensor:
         """The dense evaluation grid (R³, 3), ``linspace(-1, 1, R)`` per axis, row-major."""
