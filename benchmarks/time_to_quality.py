@@ -11,8 +11,8 @@ printed PSNR is the decoded file's, at the file's real bpp. Routes:
 * ``uniform`` — the same with uniformly drawn minibatches (the default until 2026-12-04).
 * ``unit`` — the previous default: unit-scale latent (scale folded into ``B``), latent lr x 10.
 * ``paper`` — the D'OH paper's parameterisation (latent U(+-1/n)) at lr 1e-6.
-* ``coin`` — plain SIREN (9 hidden layers, width chosen so its float16 weights fill the same
-  byte budget), same minibatches (error-drawn too), lr and time budget; rate = parameters x 16
+* ``coin`` — :func:`hyperproj.baselines.coin`: plain SIREN (9 hidden layers, width chosen so its float16 weights fill the same
+  byte budget), same recipe (fit's default lr, warm-up), minibatches and time budget; rate = parameters x 16
   bits (COIN's accounting); PSNR after rounding to float16.
 
 With ``--curve`` the budget run also logs PSNR of the model being trained (float weights while
@@ -43,8 +43,8 @@ import torch
 from _paths import HINT, kodak_dir
 
 import hyperproj
-from hyperproj.baselines import classic_at_rate
-from hyperproj.inr import ErrorSampling, ImageSignal, Siren, fit
+from hyperproj.baselines import classic_at_rate, coin
+from hyperproj.inr import ImageSignal
 
 ROUTES = ("offset", "uniform", "unit", "paper", "coin")
 MARKS = (30, 60, 120, 300)
@@ -98,30 +98,14 @@ def run_doh(route: str, sig: ImageSignal, bpp: float, budget: float, curve: Curv
             "steps": r["steps"]}
 
 
-def coin_width(budget_bits: float, channels: int = 3) -> int:
-    """Widest 9-hidden-layer SIREN whose float16 parameters fit ``budget_bits``."""
-    width = 4
-    while sum(p.numel() for p in Siren(2, width + 1, 9, channels).parameters()) * 16 <= budget_bits:
-        width += 1
-    return width
-
-
 def run_coin(sig: ImageSignal, bpp: float, budget: float, curve: Curve | None, every: int):
-    t0 = time.perf_counter()
-    width = coin_width(bpp * sig.num_pixels, sig.shape[2])
-    net = Siren(2, width, 9, sig.shape[2])
-    params = sum(p.numel() for p in net.parameters())
-    kwargs = {"batch_size": 8192, "sampling": ErrorSampling()} if sig.num_pixels > 16384 else {}
+    fit_options = {}
     if curve is not None:
         curve.start()
-        kwargs.update(callback=curve, eval_every=every)
-    hist = fit(net, sig, 10**7, lr=1e-3, scheduler="cosine", progress=False, time_budget=budget - 5.0, **kwargs)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(p.half().float())
-    m = sig.evaluate(net)
-    return {"bpp": params * 16 / sig.num_pixels, "psnr": m["psnr"], "ssim": m["ssim"],
-            "seconds": time.perf_counter() - t0, "latent": params, "steps": hist.step[-1]}
+        fit_options = {"callback": curve, "eval_every": every}
+    r = coin(sig, bpp, time_budget=budget, fit_options=fit_options)
+    return {"bpp": r["bpp"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"], "latent": r["parameters"],
+            "steps": r["steps"]}
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ import torch
 
 _kernels: dict[str, Callable[..., Any]] = {}
 _broken: set[str] = set()
-_warm: set[str] = set()  # kernels that compiled and ran in this process
+# (kernel, thread count) pairs that compiled and ran in this process: inductor's CPU kernels are
+# specialised to the thread count, and another count recompiles them (~8 s on a busy machine)
+_warm: set[tuple[str, int]] = set()
 _state = {"cold_allowed": True}
 
 
@@ -38,8 +40,9 @@ def is_broken(name: str) -> bool:
 
 
 def is_warm(name: str) -> bool:
-    """Whether kernel ``name`` has compiled and run in this process (its next call is cheap)."""
-    return name in _warm
+    """Whether kernel ``name`` has compiled and run in this process at the current thread count
+    (its next call is cheap)."""
+    return (name, torch.get_num_threads()) in _warm
 
 
 @contextlib.contextmanager
@@ -62,7 +65,8 @@ def run(name: str, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor 
     """``torch.compile(fn, dynamic=True)(*args)``, compiled on first use; ``None`` when compiled
     kernels are off, this one failed, or it is not compiled yet inside :func:`warm_only` (the
     caller then computes eagerly)."""
-    if not usable(name) or (name not in _warm and not _state["cold_allowed"]):
+    key = (name, torch.get_num_threads())
+    if not usable(name) or (key not in _warm and not _state["cold_allowed"]):
         return None
     kernel = _kernels.get(name)
     if kernel is None:
@@ -72,5 +76,5 @@ def run(name: str, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor 
     except Exception:  # no compiler, unsupported device, ...: the caller's eager path gives the result
         _broken.add(name)
         return None
-    _warm.add(name)
+    _warm.add(key)
     return out

@@ -340,6 +340,7 @@ def fit(
     recover: int = 5,
     sampling: str | ErrorSampling = "uniform",
     warmup: int | None = None,
+    adapt_threads: bool = True,
 ) -> FitHistory:
     """Fit ``model`` to ``signal`` for ``steps`` optimizer steps; keep and restore the best state.
 
@@ -394,6 +395,13 @@ def fit(
             Adam's first steps move every weight by a full ``lr`` before its second-moment
             estimate means anything; the ramp keeps a SIREN near its edge of stability from being
             thrown off at the start.
+        adapt_threads: with ``time_budget`` on a CPU, keep whichever of torch's thread count and
+            1 thread trains faster, re-measured every ~15 s (:class:`_ThreadGovernor`): when
+            another process keeps a core busy, two OpenMP threads wait on each other at every
+            operation and a step took 2.5–15× longer than with one thread (measured on this
+            2-core machine). Results then depend on the load anyway; without a time budget the
+            thread count is never changed, so a fixed number of steps gives the same numbers on
+            a busy and an idle machine.
 
     Returns:
         :class:`FitHistory`.
@@ -509,7 +517,10 @@ def fit(
     model.train()
     step = 0
     kernels = contextlib.ExitStack()
+    governor = _ThreadGovernor() if (time_budget is not None and adapt_threads and device.type == "cpu"
+                                     and torch.get_num_threads() > 1) else None
     t0 = time.perf_counter()
+    last_tick = t0
     try:
         # a first compilation of the sine kernels costs 5-40 s: not inside a budget that short
         kernels.enter_context(_compiled.warm_only(time_budget is not None and time_budget < _COMPILE_MIN_BUDGET))
@@ -574,8 +585,12 @@ def fit(
                 guard_sum, guard_count = loss_sum.clone(), loss_count
 
             # ---- bookkeeping ----
-            elapsed = train_seconds + time.perf_counter() - t0
+            now = time.perf_counter()
+            elapsed = train_seconds + now - t0
             out_of_time = time_budget is not None and elapsed >= time_budget
+            if governor is not None:
+                governor.after_step(now - last_tick)
+            last_tick = now
             if step % eval_every == 0 or step == steps or out_of_time:
                 train_seconds = elapsed
                 # nan when a roll-back just emptied the window
@@ -597,7 +612,7 @@ def fit(
                 if stop or out_of_time:
                     history.stopped_early = step < steps
                     break
-                t0 = time.perf_counter()
+                t0 = last_tick = time.perf_counter()
             if bar is not None:
                 if time_budget is None:
                     bar.update(1)
@@ -605,6 +620,8 @@ def fit(
                     bar.n = min(elapsed, float(time_budget))
                     bar.refresh()
     finally:
+        if governor is not None:
+            governor.close()
         kernels.close()
         if bar is not None:
             bar.close()
@@ -667,6 +684,58 @@ class _ErrorSampler:
 # budget once ran 39.8 s for one step), and saves ~17 % of a step (hyperproj.inr.warm_kernels()
 # compiles them ahead, outside any budget).
 _COMPILE_MIN_BUDGET = 120.0
+_THREAD_WINDOW = 10  # steps per timing window of the thread governor
+_THREAD_PROBE_SECONDS = 15.0  # training seconds between two probes of the other thread count
+
+
+class _ThreadGovernor:
+    """Under a time budget on a CPU: trains with whichever of torch's thread count and 1 thread
+    is faster right now. Each ``_THREAD_WINDOW`` steps are timed (median step time); every
+    ``_THREAD_PROBE_SECONDS`` of training one window runs at the other count, and the faster
+    count is kept. While at a count other than the starting one, no kernel is compiled afresh
+    (inductor's kernels are specialised to the thread count), so a probe never stalls on a
+    compilation. :meth:`close` restores the starting count."""
+
+    def __init__(self) -> None:
+        self.base = torch.get_num_threads()
+        self.current = self.base
+        self.window: list[float] = []
+        self.rates: dict[int, float] = {}
+        self.since_probe = 0.0
+        self.probing = False
+        self._kernels = contextlib.ExitStack()
+
+    def _set(self, threads: int) -> None:
+        if threads == self.current:
+            return
+        torch.set_num_threads(threads)
+        self.current = threads
+        self._kernels.close()
+        if threads != self.base:
+            self._kernels.enter_context(_compiled.warm_only())
+
+    def after_step(self, seconds: float) -> None:
+        self.window.append(seconds)
+        if len(self.window) < _THREAD_WINDOW:
+            return
+        rate = sorted(self.window)[len(self.window) // 2]
+        self.window = []
+        self.rates[self.current] = rate
+        if self.probing:
+            self._set(min(self.rates, key=self.rates.__getitem__))
+            self.probing = False
+            self.since_probe = 0.0
+            return
+        self.since_probe += rate * _THREAD_WINDOW
+        if len(self.rates) < 2 or self.since_probe >= _THREAD_PROBE_SECONDS:
+            self._set(1 if self.current != 1 else self.base)
+            self.probing = True
+
+    def close(self) -> None:
+        self._set(self.base)
+        self._kernels.close()
+
+
 _WARMUP_STEPS = 100  # default warm-up length (fewer for fits under 1,000 steps)
 _GUARD_EVERY = 10  # steps between divergence checks (one host sync each)
 _GUARD_SNAPSHOT_EVERY = 10  # checks between snapshots of a healthy state
