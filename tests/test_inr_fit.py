@@ -317,6 +317,59 @@ def test_fit_divergence_beyond_the_recovery_budget_raises(crop32):
         fit(AlwaysNaN(), crop32, steps=1, progress=False, recover=-1)
 
 
+@pytest.mark.slow
+def test_fit_rescues_a_run_stuck_at_the_flat_image():
+    # A 10 x 64 SIREN at lr 4e-3 (4x its default) on a 48 px photo falls onto the flat image
+    # (12.3 dB, the loss of predicting the mean colour) by step 50 and stays there: the loss
+    # never rises 4x, so only the stall rule sees it. Observed (seed 0, 1 thread): recover=0
+    # raises at step 160; recover=5 rolls back at 160 and 260 and ends at 17.0 dB after 300 steps.
+    import skimage.data
+
+    sig = ImageSignal.from_array(skimage.data.coffee()).center_crop(400).resize(48)
+    flat = -10 * math.log10(sig.constant_loss())
+    torch.manual_seed(0)
+    with pytest.raises(HyperprojError, match=r"at step 160 after 0 roll-back\(s\)"):
+        fit(Siren(2, 64, 9, 3), sig, steps=400, lr=4e-3, warmup=0, recover=0, progress=False, eval_every=25)
+    torch.manual_seed(0)
+    hist = fit(Siren(2, 64, 9, 3), sig, steps=400, lr=4e-3, warmup=0, progress=False, eval_every=25)
+    assert hist.recoveries[0] == (160, 0.5)
+    assert hist.best[1] > flat + 4, (flat, hist.metric)
+
+
+def test_constant_loss_is_the_flat_prediction(crop32):
+    assert crop32.constant_loss() == pytest.approx(float(crop32.values.var(0, unbiased=False).mean()), rel=1e-5)
+
+
+def test_warmup_ramps_every_learning_rate(crop32):
+    seen = []
+    opt_holder = {}
+
+    class Spy(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append([g["lr"] for g in self.param_groups])
+            return super().step(closure)
+
+    model = Siren(2, 8, 1, 3)
+    opt_holder["opt"] = Spy(model.parameters(), lr=1e-3)
+    fit(model, crop32, steps=12, optimizer=opt_holder["opt"], warmup=4, progress=False, restore_best=False)
+    assert [round(v[0] / 1e-3, 6) for v in seen[:6]] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert opt_holder["opt"].param_groups[0]["lr"] == 1e-3  # the ramp leaves the optimizer's lr as it was
+    with pytest.raises(HyperprojError, match="warmup must be an int >= 0"):
+        fit(model, crop32, steps=2, warmup=-1, progress=False)
+
+
+def test_default_lr_follows_width_and_depth():
+    import hyperproj
+    from hyperproj.inr import Incode, default_lr
+
+    assert default_lr(Siren(2, 40, 9, 3)) == pytest.approx(1e-3)
+    assert default_lr(Siren(2, 80, 9, 3)) == pytest.approx(5e-4)
+    assert default_lr(hyperproj.reparametrize(Siren(2, 80, 9, 3), 9000)) == pytest.approx(5e-4)
+    assert default_lr(Incode(2, 40, 9, 3)) == pytest.approx(1e-3)
+    assert default_lr(Siren(2, 16, 1, 3)) == pytest.approx(2e-3)  # capped
+    assert default_lr(torch.nn.Linear(2, 3)) == 1e-3
+
+
 def test_fit_works_on_hypermodel(crop32):
     hyperproj = pytest.importorskip("hyperproj")
     if not hasattr(hyperproj, "reparametrize"):
