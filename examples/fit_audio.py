@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--omega", type=float, default=3000.0, help="first-layer frequency (SIREN audio)")
     ap.add_argument("--latent", type=float, default=0.0, help="latent size as a fraction of the weights (0 = plain SIREN)")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: fit's, tied to the width and depth)")
     ap.add_argument("--batch", type=int, default=None, help="samples per step (default: all)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
@@ -51,7 +51,7 @@ def main() -> None:
     model = Siren(1, args.width, args.layers, clip.values.shape[1], first_omega=args.omega)
     if args.latent > 0:
         n = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))
-        model = hyperproj.reparametrize(model, latent_dim=max(1, int(args.latent * n)), seed=0, latent_lr_scale=30.0)
+        model = hyperproj.reparametrize(model, latent_dim=max(1, int(args.latent * n)), seed=0)
     before = clip.evaluate(model)["psnr"]
     hist = fit(model, clip, steps=args.steps, lr=args.lr, batch_size=args.batch, progress=not args.quick)
     after = clip.evaluate(model)

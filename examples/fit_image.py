@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=40)
     ap.add_argument("--layers", type=int, default=9, help="hidden layers")
     ap.add_argument("--latent", type=float, default=1.0, help="latent size as a fraction of the projected weights")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: fit's, tied to the width and depth)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="folder for the reconstructions")
     ap.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
@@ -49,10 +49,10 @@ def main() -> None:
 
     results = {}
     # --- SIREN, two lines ---
-    siren = hyperproj.reparametrize(Siren(2, args.width, args.layers, signal.shape[2]), latent_dim=latent, seed=args.seed, latent_lr_scale=30.0)
+    siren = hyperproj.reparametrize(Siren(2, args.width, args.layers, signal.shape[2]), latent_dim=latent, seed=args.seed)
     results["siren"] = (siren, fit(siren, signal, steps=args.steps, lr=args.lr, progress=not args.quick))
     # --- INCODE, two lines (only the composer is projected; fit hands the image to the harmonizer) ---
-    incode = hyperproj.reparametrize(Incode(2, args.width, args.layers, signal.shape[2], harmonizer_resolution=32 if args.quick else 128), latent_dim=latent, seed=args.seed, latent_lr_scale=30.0)
+    incode = hyperproj.reparametrize(Incode(2, args.width, args.layers, signal.shape[2], harmonizer_resolution=32 if args.quick else 128), latent_dim=latent, seed=args.seed)
     results["incode"] = (incode, fit(incode, signal, steps=args.steps, lr=args.lr, progress=not args.quick))
 
     for name, (model, hist) in results.items():

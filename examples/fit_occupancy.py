@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--latent", type=float, default=1.0, help="latent size as a fraction of the weights (0 = plain SIREN)")
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: fit's, tied to the width and depth)")
     ap.add_argument("--out", type=Path, default=Path("occupancy.ply"))
     ap.add_argument("--quick", action="store_true", help="tiny run (< 30 s)")
     args = ap.parse_args()
@@ -44,7 +44,7 @@ def main() -> None:
     model = Siren(3, args.width, args.layers, 1, first_omega=15.0)
     if args.latent > 0:
         n = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))
-        model = hyperproj.reparametrize(model, latent_dim=max(1, int(args.latent * n)), seed=0, latent_lr_scale=30.0)
+        model = hyperproj.reparametrize(model, latent_dim=max(1, int(args.latent * n)), seed=0)
     hist = fit(model, signal, steps=args.steps, lr=args.lr, progress=not args.quick, eval_every=max(1, args.steps // 5))
     print(f"IoU on {args.grid}^3: {hist.best[1]:.3f} (step {hist.best[0]})")
     verts, faces = signal.to_mesh(model, args.out)
