@@ -90,7 +90,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = codec.compress(sig, model=doh_net(), latent_dim=n, max_bytes=10**9, steps=a.steps,
-                                 lr=3e-3, projection=proj, progress=False)
+                                 projection=proj, progress=False)
         rows.append(dict(method="D'OH 9x40 8-bit", config=f"n={n} ({proj})", kB=len(res.data) / 1000,
                          iou=res.report["iou"], seconds=res.report["seconds"]))
         print(f"  D'OH n={n}: {len(res.data)} B, IoU {res.report['iou']:.4f}", flush=True)
