@@ -151,8 +151,8 @@ def _cmd_compress(a) -> int:
 
 def _file_kind(path: str) -> str | None:
     """The header's ``"K"`` (None for D'OH signal files); the codec reports unreadable files."""
-    from ._container import read_container
     from ._errors import HyperprojError
+    from .codec.format import read_container
 
     try:
         header, _ = read_container(Path(path).read_bytes())
@@ -320,7 +320,7 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
         rows.append({"target_bpp": bpp, "est_bpp": r["est_bpp"], "bpp": r["bpp"], "bytes": r["file_bytes"],
                      "latent": r["latent_dim"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"],
                      "file": path.name})
-    from .baselines import classic_at_rate
+    from .codec.baselines import classic_at_rate
 
     classic = {fmt: [classic_at_rate(signal, fmt, r["bpp"]) for r in rows] for fmt in ("JPEG", "WEBP")}
     how = f"{steps} training steps per rate" if steps is not None else f"{budget:g} s per rate, everything included"

@@ -13,7 +13,7 @@ import torch
 
 import hyperproj
 from hyperproj import codec, rng
-from hyperproj._container import read_container, write_container
+from hyperproj.codec.format import read_container, write_container
 from hyperproj.inr import ImageSignal, Siren
 
 

@@ -13,11 +13,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hyperproj import _container, _entropy, quant
-from hyperproj._container import FORMAT_VERSION, MAGIC, read_container, write_container
-from hyperproj._entropy import decode, empirical_entropy_bits, encode
 from hyperproj._errors import HyperprojError
-from hyperproj.quant import QuantRange, dequantize, fake_quantize, quantize
+from hyperproj.codec import entropy as _entropy
+from hyperproj.codec import format as _container
+from hyperproj.codec import quant
+from hyperproj.codec.entropy import decode, empirical_entropy_bits, encode
+from hyperproj.codec.format import FORMAT_VERSION, MAGIC, read_container, write_container
+from hyperproj.codec.quant import QuantRange, dequantize, fake_quantize, quantize
 
 SETTINGS = settings(derandomize=True, max_examples=60, deadline=None, database=None)
 BITS = st.integers(2, 16)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import hyperproj
 from hyperproj import HyperModel, HyperprojError
-from hyperproj._container import read_container, write_container
+from hyperproj.codec.format import read_container, write_container
 from hyperproj.inr import grid_coords
 from hyperproj.modulation import (
     GatedSiren,

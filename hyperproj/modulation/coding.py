@@ -1,6 +1,6 @@
 """Entropy-coded latents in the ``.hpz`` family, against a shared base stored once.
 
-Two file kinds, both :mod:`hyperproj._container` files (magic ``HPZ``, format version, JSON
+Two file kinds, both :mod:`hyperproj.codec.format` files (magic ``HPZ``, format version, JSON
 header, named sections, CRC32), told apart by the header key ``"K"``:
 
 * **base** (``"K": "mod-base/1"``): the meta-learned network — kind, constructor config, the
@@ -16,7 +16,7 @@ training latents, ``u_j = (φ_j − μ_j) / σ_j``, and rounded on a uniform gri
 ``q_j = round(u_j / step)``; the decoder computes ``φ̂_j = μ_j + σ_j · step · q_j`` (float64,
 one rounding to float32, the same on both sides). After whitening every dimension follows the
 same unit-scale model, so the symbols ``q`` are coded as one stream by the codec's own entropy
-coder (:func:`hyperproj._entropy.encode`, method ``"rans"``: it fits a discretized Gaussian or
+coder (:func:`hyperproj.codec.entropy.encode`, method ``"rans"``: it fits a discretized Gaussian or
 Laplace to the symbols — 5 bytes of parameters — or falls back to bit packing). The step is the
 rate knob; the rate reported is the file's size in bits.
 
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._container import read_container, write_container
-from .._entropy import decode as _decode_stream
-from .._entropy import encode as _encode_stream
 from .._errors import HyperprojError
+from ..codec.entropy import decode as _decode_stream
+from ..codec.entropy import encode as _encode_stream
+from ..codec.format import read_container, write_container
 from ..model import HyperModel, reparametrize
 from .models import ModulatedSiren, build_modulated, modulated_of
 

@@ -17,7 +17,7 @@ method. Malformed input raises :class:`~hyperproj.HyperprojError`, never another
 
 Examples:
     >>> import numpy as np
-    >>> from hyperproj._entropy import encode, decode
+    >>> from hyperproj.codec.entropy import encode, decode
     >>> s = np.array([3, 1, 4, 1, 5, 9, 2, 6])
     >>> data = encode(s, 16, "raw")
     >>> len(data), decode(data, len(s), 16, "raw").tolist()
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._errors import HyperprojError
+from .._errors import HyperprojError
 
 if TYPE_CHECKING:
     import torch

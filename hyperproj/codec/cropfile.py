@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._container import read_container, write_container
-from ._entropy import encode as _encode_stream
-from ._errors import HyperprojError
+from .._errors import HyperprojError
+from .entropy import encode as _encode_stream
+from .format import read_container, write_container
 
 __all__ = ["crop_file", "window_coords"]
 
@@ -53,7 +53,7 @@ def window_coords(model: Any) -> torch.Tensor | None:
         >>> window_coords(M()).tolist()
         [[0.5, -1.0], [0.5, 0.0]]
     """
-    from .inr.signals import grid_coords
+    from ..inr.signals import grid_coords
 
     meta = getattr(model, "hpz_signal", None)
     if not isinstance(meta, dict) or "w" not in meta:
@@ -72,7 +72,7 @@ def window_coords(model: Any) -> torch.Tensor | None:
 
 def _window(meta: Any, lg, kept: set[int]) -> Any:
     """The signal metadata of the crop: the sample window of the kept partitions."""
-    from .inr.signals import grid_coords
+    from ..inr.signals import grid_coords
 
     if not isinstance(meta, dict):
         return meta
@@ -113,10 +113,10 @@ def crop_file(data: bytes, box: Any) -> bytes:
         ...
         hyperproj._errors.HyperprojError: read_container: ...
     """
-    from . import codec
-    from .inr.local_global import LocalGlobal, _runs
-    from .model import reparametrize
-    from .targets import select_targets
+    from .. import codec
+    from ..inr.local_global import LocalGlobal, _runs
+    from ..model import reparametrize
+    from ..targets import select_targets
 
     header, sections = read_container(data)
     h = codec._parse(header)

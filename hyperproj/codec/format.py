@@ -17,7 +17,7 @@ Reading never executes code: JSON only, no pickle. Every malformed input raises
 :class:`~hyperproj.HyperprojError`.
 
 Examples:
-    >>> from hyperproj._container import write_container, read_container
+    >>> from hyperproj.codec.format import write_container, read_container
     >>> blob = write_container({"seed": 7}, {"z": b"\\x01\\x02"})
     >>> read_container(blob)
     ({'seed': 7}, {'z': b'\\x01\\x02'})
@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-from ._errors import HyperprojError
+from .._errors import HyperprojError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "write_container", "read_container"]
 

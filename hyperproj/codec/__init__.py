@@ -5,7 +5,7 @@ architecture as data (registry name + constructor arguments, never pickle), the 
 kind, latent size and generator version, the bit widths, the quantization ranges, the
 entropy-coded latent and untargeted parameters (biases, ...), persistent buffers that differ from
 a fresh build, a fingerprint of ``B`` (checked on decode) and the signal metadata needed to render
-(image H×W×C, ...). The byte layout is :mod:`hyperproj._container` (magic, version, JSON header,
+(image H×W×C, ...). The byte layout is :mod:`hyperproj.codec.format` (magic, version, JSON header,
 CRC32); ``docs/codec.md`` lists every header key.
 
 Main entry points:
@@ -46,15 +46,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import rng
-from ._container import read_container, write_container
-from ._entropy import METHODS, empirical_entropy_bits
-from ._entropy import decode as _decode_stream
-from ._entropy import encode as _encode_stream
-from ._errors import HyperprojError
-from .distill import project_weights
-from .model import OFFSET_MIN_SHARE, HyperModel, reparametrize, resolve_latent_scale
-from .projection import projection_kinds
+from .. import rng
+from .._errors import HyperprojError
+from ..distill import project_weights
+from ..model import OFFSET_MIN_SHARE, HyperModel, reparametrize, resolve_latent_scale
+from ..projection import projection_kinds
+from .entropy import METHODS, empirical_entropy_bits
+from .entropy import decode as _decode_stream
+from .entropy import encode as _encode_stream
+from .format import read_container, write_container
 from .quant import Bits, QuantRange, dequantize, fake_quantize
 from .quant import quantize as _quantize_tensor
 
@@ -138,7 +138,7 @@ def _fingerprint_code(hyper: HyperModel) -> int:
 
 
 def _spec_of(model: nn.Module) -> dict[str, Any]:
-    from .inr.registry import model_spec
+    from ..inr.registry import model_spec
 
     return model_spec(model)
 
@@ -147,7 +147,7 @@ def _compact_config(model: nn.Module, config: Mapping[str, Any]) -> dict[str, An
     """``config`` without the entries equal to the constructor's defaults (fewer header bytes)."""
     import inspect
 
-    from .inr.registry import _unwrap
+    from ..inr.registry import _unwrap
 
     try:
         params = inspect.signature(type(_unwrap(model))).parameters
@@ -162,7 +162,7 @@ def _compact_config(model: nn.Module, config: Mapping[str, Any]) -> dict[str, An
 
 
 def _build(spec: Mapping[str, Any]) -> nn.Module:
-    from .inr.registry import build_model
+    from ..inr.registry import build_model
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -186,8 +186,8 @@ def _ensure_kind(kind: str) -> None:
 
 def _expected_scales(base: nn.Module, names: list[str], n: int, seed: int, latent_scale: str, groups: Any = None) -> list[float]:
     """The layer scales ``reparametrize(..., init="auto")`` gives a fresh ``base`` (no projection built)."""
-    from .init_rules import resolve_variances
-    from .model import initial_latent
+    from ..init_rules import resolve_variances
+    from ..model import initial_latent
 
     if groups is not None:  # grouped latent (LocalGlobal, groups="partition"): per-group norms
         return groups.scales([var for var, _ in resolve_variances(base, names, "auto")], seed, latent_scale)
@@ -200,7 +200,7 @@ def _signal_meta(signal: Any) -> dict[str, Any] | None:
         return None
     if isinstance(signal, Mapping):
         return dict(signal)
-    from .inr.signals import AudioSignal, ImageSignal, OccupancySignal
+    from ..inr.signals import AudioSignal, ImageSignal, OccupancySignal
 
     if isinstance(signal, ImageSignal):
         return {"i": list(signal.shape)}
@@ -277,7 +277,7 @@ def quantize(hyper: HyperModel, bits: Bits = DEFAULT_BITS, bias_bits: Bits = DEF
 
 def _header_and_layout(hyper: HyperModel, bits: Bits, bias_bits: Bits, method: str, signal: Any):
     """The JSON header, and whether scales / buffers must be stored."""
-    from .targets import select_targets
+    from ..targets import select_targets
 
     spec = _spec_of(hyper)
     cfg = hyper.config()
@@ -635,7 +635,7 @@ def info(data_or_path: Any) -> dict[str, Any]:
     try:
         header, sections = read_container(data)
         h = _parse(header)
-        from .targets import select_targets
+        from ..targets import select_targets
 
         base = _build(h["spec"])
         names = h["targets"] or select_targets(base, None, None)
@@ -707,7 +707,7 @@ def crop(data_or_path: Any, box: Any) -> bytes:
 
     The kept region decodes bit for bit as before and the file shrinks in proportion; image
     metadata records the pixel window so :func:`render` shows the crop. Details:
-    :func:`hyperproj._cropfile.crop_file`.
+    :func:`hyperproj.codec.cropfile.crop_file`.
 
     Examples:
         >>> from hyperproj.inr import LocalGlobal
@@ -717,7 +717,7 @@ def crop(data_or_path: Any, box: Any) -> bytes:
         >>> decode(small).base.num_partitions, len(small) < len(blob)
         (4, True)
     """
-    from ._cropfile import crop_file
+    from .cropfile import crop_file
 
     return crop_file(_read(data_or_path), box)
 
@@ -744,8 +744,8 @@ def render(model: nn.Module, shape: tuple[int, int, int] | None = None, path: st
         >>> img.size
         (5, 6)
     """
-    from ._cropfile import window_coords
-    from .inr.signals import AudioSignal, ImageSignal
+    from ..inr.signals import AudioSignal, ImageSignal
+    from .cropfile import window_coords
 
     shape = shape or _image_shape(model)
     if shape is not None:
@@ -803,7 +803,7 @@ class CompressResult:
 
 
 def _samples(signal: Any) -> int:
-    from .inr.signals import AudioSignal, ImageSignal
+    from ..inr.signals import AudioSignal, ImageSignal
 
     if isinstance(signal, ImageSignal):
         return signal.num_pixels
@@ -831,8 +831,8 @@ def default_model(signal: Any, latent_dim: int | None = None) -> nn.Module:
         >>> net.config["hidden_features"], net.config["hidden_layers"]
         (40, 9)
     """
-    from .inr.models import Siren
-    from .inr.signals import AudioSignal, ImageSignal, OccupancySignal
+    from ..inr.models import Siren
+    from ..inr.signals import AudioSignal, ImageSignal, OccupancySignal
 
     if isinstance(signal, ImageSignal):
         c = signal.shape[2]
@@ -857,7 +857,7 @@ def default_model(signal: Any, latent_dim: int | None = None) -> nn.Module:
 
 
 def _as_signal(signal: Any):
-    from .inr.signals import ImageSignal, Signal
+    from ..inr.signals import ImageSignal, Signal
 
     if isinstance(signal, Signal):
         return signal
@@ -999,8 +999,8 @@ def compress(
         >>> res.report["bpp"] <= 0.5  # doctest: +SKIP
         True
     """
-    from .inr.fit import ErrorSampling, default_lr, fit
-    from .inr.signals import ImageSignal
+    from ..inr.fit import ErrorSampling, default_lr, fit
+    from ..inr.signals import ImageSignal
 
     t0 = time.perf_counter()
     signal = _as_signal(signal)
@@ -1040,7 +1040,7 @@ def compress(
     qat_steps = 0 if qat_steps is None else int(qat_steps)
 
     # --- the latent size from the budget (known before training) -----------------------------
-    from .targets import select_targets
+    from ..targets import select_targets
 
     def layout(net: nn.Module):
         names = select_targets(net, options.get("targets"), options.get("exclude"))
