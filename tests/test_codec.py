@@ -13,6 +13,7 @@ import torch
 
 import hyperproj
 from hyperproj import codec, rng
+from hyperproj.codec import hypermodel, rate
 from hyperproj.codec.format import read_container, write_container
 from hyperproj.inr import ImageSignal, Siren
 
@@ -42,7 +43,7 @@ def test_roundtrip_bit_exact_dense_and_streamed():
     for kind in ("dense", "streamed"):
         hyper = _small_hyper(kind=kind)
         with torch.no_grad():  # make biases non-trivial
-            for _, p in codec._untargeted(hyper):
+            for _, p in hypermodel.untargeted(hyper):
                 p.add_(torch.randn_like(p) * 0.1)
         for bits, bias_bits in ((8, 10), (6, "float16"), (12, 16)):
             blob = codec.encode(hyper, bits=bits, bias_bits=bias_bits)
@@ -87,7 +88,7 @@ def test_sine_biases_are_wrapped_into_one_period_before_rounding():
     err_wrapped = (codec.quantize(hyper, bias_bits=10)(x) - hyper(x)).abs().max()
     assert err_wrapped < 0.002  # 0.008 without the wrap
     # the output's last layer has no sine: its bias is not wrapped
-    assert codec._bias_period(hyper, "base.net.2.bias") is None
+    assert hypermodel._bias_period(hyper, "base.net.2.bias") is None
 
 
 def test_compress_file_decompress_bit_exact_and_bpp_guarantee(trained_file, astronaut, tmp_path):
@@ -192,7 +193,7 @@ def test_over_budget_without_time_left_codes_one_bit_coarser(astronaut, monkeypa
     model = Siren(2, 16, 2, 3)
     fits = codec.compress(astronaut, bpp=4.0, model=model, steps=60, progress=False)
     n = int(fits.report["latent_dim"] * 1.06)
-    monkeypatch.setattr(codec, "_REPLAN_MIN_TIME_SHARE", 1.0)
+    monkeypatch.setattr(rate, "_REPLAN_MIN_TIME_SHARE", 1.0)
     res = codec.compress(astronaut, bpp=4.0, model=model, latent_dim=n, steps=60, time_budget=60.0,
                          progress=False)
     first, second = res.report["attempts"]

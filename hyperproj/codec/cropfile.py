@@ -11,7 +11,7 @@ and each per-partition bias tensor partition by partition. :func:`crop_file`:
 3. writes the architecture with the kept partitions (``partitions`` runs of original indices), the
    new latent size, the new fingerprint of ``B`` (the kept partitions' ``B_o`` are regenerated
    from their original indices, so they are the same), and for images/audio the sample window
-   (``x["w"]``) that :func:`hyperproj.codec.render` uses to place the crop.
+   (``x["w"]``) that :func:`~hyperproj.codec.render` uses to place the crop.
 
 So the kept region decodes bit for bit as from the uncropped file, and the file shrinks in
 proportion to the removed partitions (header and shared weights stay).
@@ -21,59 +21,56 @@ Examples:
     >>> from hyperproj.inr import LocalGlobal
     >>> net = LocalGlobal(1, 1, (8,), local_features=4, global_features=4, hidden_layers=0)
     >>> blob = hyperproj.codec.encode(hyperproj.reparametrize(net, 100, seed=0, groups="partition"))
-    >>> half = crop_file(blob, ((0.0,), (1.0,)))
+    >>> half = crop(blob, ((0.0,), (1.0,)))
     >>> hyperproj.codec.decode(half).base.partition_ids
     [4, 5, 6, 7]
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
 from .._errors import HyperprojError
-from .entropy import encode as _encode_stream
-from .format import read_container, write_container
+from ..inr.local_global import LocalGlobal, _runs
+from ..inr.signals import grid_coords
+from ..targets import select_targets
+from .entropy import encode as encode_symbols
+from .format import parse_header, read_container, read_input, read_symbols, write_container
+from .hypermodel import build, compact_config, ensure_kind, fingerprint_code, reparametrize_as
+from .quant import alphabet
 
-__all__ = ["crop_file", "window_coords"]
+__all__ = ["crop", "crop_file"]
 
 
 def _err(msg: str) -> HyperprojError:
     return HyperprojError(f"hyperproj.codec.crop: {msg}")
 
 
-def window_coords(model: Any) -> torch.Tensor | None:
-    """The coordinates of a cropped file's sample window (``None`` when the file is not a crop).
+def crop(data_or_path: Any, box: Any) -> bytes:
+    """A cropped copy of a ``.hpz`` file of a :class:`~hyperproj.inr.LocalGlobal` encoded with
+    ``groups="partition"``: the partitions outside ``box = (lower_corner, upper_corner)`` (model
+    coordinates) and their latents and biases are dropped; no retraining, no re-quantization.
+
+    The kept region decodes bit for bit as before and the file shrinks in proportion; image
+    metadata records the pixel window so :func:`~hyperproj.codec.render` shows the crop. Details:
+    :mod:`hyperproj.codec.cropfile`.
 
     Examples:
-        >>> class M: hpz_signal = {"i": [1, 2, 1], "w": [1, 0, 2, 3]}
-        >>> window_coords(M()).tolist()
-        [[0.5, -1.0], [0.5, 0.0]]
+        >>> from hyperproj.inr import LocalGlobal
+        >>> net = LocalGlobal(2, 1, (4, 4), local_features=4, global_features=4, hidden_layers=0)
+        >>> blob = hyperproj.codec.encode(hyperproj.reparametrize(net, 200, seed=0, groups="partition"))
+        >>> small = crop(blob, ((-1, -1), (0, 0)))
+        >>> hyperproj.codec.decode(small).base.num_partitions, len(small) < len(blob)
+        (4, True)
     """
-    from ..inr.signals import grid_coords
-
-    meta = getattr(model, "hpz_signal", None)
-    if not isinstance(meta, dict) or "w" not in meta:
-        return None
-    w = meta["w"]
-    if isinstance(meta.get("i"), list) and len(w) == 4:
-        h, wd = int(meta["i"][0]), int(meta["i"][1])
-        top, left, full_h, full_w = (int(v) for v in w)
-        grid = grid_coords((full_h, full_w)).view(full_h, full_w, 2)
-        return grid[top : top + h, left : left + wd].reshape(-1, 2)
-    if isinstance(meta.get("a"), list) and len(w) == 2:
-        start, full_n = int(w[0]), int(w[1])
-        return torch.linspace(-1.0, 1.0, full_n)[start : start + int(meta["a"][0]), None]
-    return None
+    return crop_file(read_input(data_or_path), box)
 
 
 def _window(meta: Any, lg, kept: set[int]) -> Any:
     """The signal metadata of the crop: the sample window of the kept partitions."""
-    from ..inr.signals import grid_coords
-
     if not isinstance(meta, dict):
         return meta
     meta = dict(meta)
@@ -113,21 +110,16 @@ def crop_file(data: bytes, box: Any) -> bytes:
         ...
         hyperproj._errors.HyperprojError: read_container: ...
     """
-    from .. import codec
-    from ..inr.local_global import LocalGlobal, _runs
-    from ..model import reparametrize
-    from ..targets import select_targets
-
     header, sections = read_container(data)
-    h = codec._parse(header)
+    h = parse_header(header)
     if h["groups"] is None:
         raise _err(
             "the file's latent is not grouped by partition; only files of a LocalGlobal encoded from "
             "hyperproj.reparametrize(model, latent_dim, seed, groups='partition') can be cropped"
         )
     g, m = h["groups"]
-    codec._ensure_kind(h["kind"])
-    base = codec._build(h["spec"])
+    ensure_kind(h["kind"])
+    base = build(h["spec"])
     if not isinstance(base, LocalGlobal):
         raise _err(f"the file's model is {h['spec']['name']!r}, not a LocalGlobal ('local-global')")
     held = base.partition_ids
@@ -144,8 +136,8 @@ def crop_file(data: bytes, box: Any) -> bytes:
     names = h["targets"] or select_targets(base, None, None)
     per = base.partition_parameters()
     params = [(n, p) for n, p in base.named_parameters() if n not in set(names)]
-    zsym = codec._take(sections.get("z"), h["n"], h["bits"], h["method"], "latent")
-    psym = codec._take(sections.get("b"), sum(p.numel() for _, p in params), h["bias_bits"], h["method"], "parameter")
+    zsym = read_symbols(sections.get("z"), h["n"], h["bits"], h["method"], "latent")
+    psym = read_symbols(sections.get("b"), sum(p.numel() for _, p in params), h["bias_bits"], h["method"], "parameter")
     new_z = np.concatenate([zsym[:g], zsym[g:].reshape(k, m)[slots.numpy()].reshape(-1)])
     parts, pos = [], 0
     for name, p in params:
@@ -156,38 +148,20 @@ def crop_file(data: bytes, box: Any) -> bytes:
         parts.append(chunk)
     new_p = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     new_sections = dict(sections)
-    new_sections["z"] = _encode_stream(new_z, codec._alphabet(h["bits"]), h["method"])
+    new_sections["z"] = encode_symbols(new_z, alphabet(h["bits"]), h["method"])
     if "b" in sections:
-        new_sections["b"] = _encode_stream(new_p, codec._alphabet(h["bias_bits"]), h["method"])
+        new_sections["b"] = encode_symbols(new_p, alphabet(h["bias_bits"]), h["method"])
 
     # --- header: architecture, latent size, fingerprint, signal window ----------------------------
     config = dict(base.config)
     config["partitions"] = _runs(kept)
     new_base = LocalGlobal(**config)
     new_header = dict(header)
-    new_header["a"] = [h["spec"]["name"], codec._compact_config(new_base, new_base.config)]
+    new_header["a"] = [h["spec"]["name"], compact_config(new_base, new_base.config)]
     new_header["n"] = g + len(kept) * m
     if h["signal"] is not None:
         new_header["x"] = _window(h["signal"], base, set(kept))
-    options: dict[str, Any] = {
-        "projection": h["kind"], "distribution": h["distribution"], "latent_scale": h["latent_scale"],
-        "groups": {"kind": "partition", "global_dim": g, "partition_dim": m},
-    }
-    if h["targets"] is not None:
-        options["targets"] = h["targets"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        hyper = reparametrize(new_base, new_header["n"], h["seed"], copy_base=False, **options)
-    if "s" in sections:  # stored layer scales (a non-default init): per target, unchanged by a crop
-        cfg = hyper.config()
-        nt = len(cfg["targets"])
-        scales = np.frombuffer(sections["s"], dtype="<f8")
-        if len(scales) != nt:
-            raise _err(f"scale section holds {len(sections['s'])} bytes, expected {8 * nt}")
-        for t, s in zip(cfg["targets"], scales.tolist()):
-            t["scale"] = s
-        cfg["fingerprint"] = None
-        hyper.load_config(cfg)
-    new_header["f"] = codec._fingerprint_code(hyper)
+    groups = {"kind": "partition", "global_dim": g, "partition_dim": m}
+    hyper = reparametrize_as(h, new_base, new_header["n"], sections, groups=groups)  # same B_o, same scales
+    new_header["f"] = fingerprint_code(hyper)
     return write_container(new_header, new_sections, version=2)
-

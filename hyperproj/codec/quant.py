@@ -35,10 +35,19 @@ import torch
 
 from .._errors import HyperprojError
 
-__all__ = ["QuantRange", "Bits", "quantize", "dequantize", "fake_quantize"]
+__all__ = [
+    "QuantRange", "Bits", "DEFAULT_BITS", "DEFAULT_BIAS_BITS", "quantize", "dequantize", "fake_quantize",
+    "check_bits", "alphabet", "width",
+]
 
 Bits = int | str
 """An integer bit width from 2 to 16, or ``"float16"``."""
+
+DEFAULT_BITS = 8
+"""Default bit width of the latent (the D'OH paper's 8-bit post-training quantization)."""
+
+DEFAULT_BIAS_BITS: Bits = 10
+"""Default bit width of biases and other untargeted parameters (measured; see docs/codec.md)."""
 
 _MIN_BITS = 2
 _MAX_BITS = 16
@@ -64,6 +73,45 @@ def _check_bits(bits: object, where: str) -> Bits:
             f"{where}: bits must be in [{_MIN_BITS}, {_MAX_BITS}] or 'float16', found {int(bits)}"
         )
     return int(bits)
+
+
+def check_bits(bits: object, name: str) -> Bits:
+    """``bits`` checked as a codec argument or header field called ``name``.
+
+    Examples:
+        >>> check_bits(8, "bits"), check_bits("float16", "bias_bits")
+        (8, 'float16')
+        >>> check_bits(1, "bits")
+        Traceback (most recent call last):
+        ...
+        hyperproj._errors.HyperprojError: hyperproj.codec: bits must be an int in [2, 16] or 'float16', got 1
+    """
+    try:
+        return _check_bits(bits, name)
+    except HyperprojError:
+        raise HyperprojError(
+            f"hyperproj.codec: {name} must be an int in [{_MIN_BITS}, {_MAX_BITS}] or 'float16', got {bits!r}"
+        ) from None
+
+
+def width(bits: Bits) -> int:
+    """Bits per symbol before entropy coding: ``bits``, or 16 for ``"float16"``.
+
+    Examples:
+        >>> width(7), width("float16")
+        (7, 16)
+    """
+    return 16 if bits == _FLOAT16 else int(bits)
+
+
+def alphabet(bits: Bits) -> int:
+    """Number of possible symbols at a bit width: ``2**width(bits)``.
+
+    Examples:
+        >>> alphabet(8), alphabet("float16")
+        (256, 65536)
+    """
+    return 1 << width(bits)
 
 
 def _is_float32(value: float) -> bool:
@@ -126,7 +174,7 @@ class QuantRange:
             >>> QuantRange(bits=4, min=0.0, max=1.0).alphabet_size
             16
         """
-        return 1 << (16 if self.bits == _FLOAT16 else self.bits)
+        return alphabet(self.bits)
 
     @property
     def step(self) -> float:

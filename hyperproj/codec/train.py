@@ -1,0 +1,121 @@
+"""Training inside ``compress``: :func:`hyperproj.inr.fit` under one clock for every attempt.
+
+* :func:`fit_defaults` — compress's recipe on top of ``fit``'s: cosine decay, minibatches of
+  8,192 rows for signals over 16,384 rows, for images drawn where the error is
+  (:class:`~hyperproj.inr.ErrorSampling`; measured on Kodak at 0.3 bpp, docs/codec.md);
+* :class:`Training` — fits one model after another (a re-planned attempt starts warm) within a
+  time budget that reserves wall time for every full-signal evaluation still to come, refuses a
+  budget too small to train, optionally fine-tunes with rounding in the loop, and keeps what the
+  report needs (steps, recoveries, the float model's metrics).
+
+Examples:
+    >>> from hyperproj.inr import ImageSignal
+    >>> fit_defaults(ImageSignal(torch.rand(200, 200, 3)), None)["batch_size"]
+    8192
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..inr.fit import ErrorSampling, fit
+from ..inr.signals import ImageSignal, Signal
+from .format import error
+from .signals import samples
+
+__all__ = ["fit_defaults", "default_steps", "Training"]
+
+_BATCH_ROWS = 8192  # compress's minibatch for signals with more than 2x this many rows
+_STEP_CAP = 10**7  # steps when only a time budget bounds training
+_MIN_TRAIN_SECONDS = 1.0  # a time budget leaving less than this for training is refused
+
+
+def fit_defaults(signal: Signal, fit_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``fit_options`` completed with compress's training recipe (given entries win)."""
+    fit_options = dict(fit_options or {})
+    fit_options.setdefault("scheduler", "cosine")
+    if samples(signal) > 2 * _BATCH_ROWS:  # minibatches learn far more per pixel visited than full passes
+        fit_options.setdefault("batch_size", _BATCH_ROWS)
+        if isinstance(signal, ImageSignal) and fit_options["batch_size"] is not None:
+            # rows drawn where the error is (measured on Kodak at 0.3 bpp, docs/codec.md)
+            fit_options.setdefault("sampling", ErrorSampling())
+    return fit_options
+
+
+def default_steps(steps: int | None, time_budget: float | None) -> int:
+    """2000, or with a time budget a cap it never reaches (the clock ends training)."""
+    if steps is None:
+        return _STEP_CAP if time_budget is not None else 2000
+    return steps
+
+
+class Training:
+    """The training of every attempt of one ``compress`` call (``job``: its clock, signal, options)."""
+
+    def __init__(self, job: Any):
+        self.job = job
+        self.eval_seconds: float | None = None
+        self.unquantized: dict[str, float] = {}
+        self.recoveries: list[tuple[int, float]] = []
+        self.steps = 0
+
+    def fit(self, net: nn.Module, steps: int, lr: float, first: bool) -> None:
+        """Train ``net`` for ``steps`` (bounded by what the clock leaves after reserving the
+        evaluations still to come); ``first``: no model was trained before, so a budget that
+        leaves under a second to train is refused."""
+        job = self.job
+        if job.time_budget is not None and self.eval_seconds is None:
+            # fit's budget excludes its evaluations; reserve wall time for every full-signal pass
+            tic = time.perf_counter()
+            job.signal.evaluate(net)
+            self.eval_seconds = time.perf_counter() - tic
+        left = job.left()
+        # passes still to come: 2 in this fit, 4 around fine-tuning, 1 for the report
+        reserve = 0.0 if self.eval_seconds is None else (3 + 4 * bool(job.qat_steps)) * self.eval_seconds + 1.0
+        main_budget = None if left is None else (left - reserve) * (1 - 0.2 * bool(job.qat_steps))
+        if main_budget is not None and main_budget < _MIN_TRAIN_SECONDS and first:
+            spent = job.elapsed()
+            raise error(
+                f"compress: time_budget={job.time_budget:g} s is too small to train this model: setting up "
+                f"took {spent:.1f} s and the full-signal evaluations still to come take about "
+                f"{reserve:.1f} s, which leaves {max(main_budget, 0.0):.1f} s for training (at least "
+                f"{_MIN_TRAIN_SECONDS:g} s needed); give at least {spent + reserve + 10 * _MIN_TRAIN_SECONDS:.0f} s "
+                "for a useful result, or pass steps= without a time budget"
+            )
+        if steps > 0 and (main_budget is None or main_budget > 0):
+            history = fit(net, job.signal, steps, lr=lr, progress=job.progress, time_budget=main_budget,
+                          **job.fit_options)
+            self.unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
+            self.recoveries += history.recoveries
+            self.steps += history.step[-1] if history.step else 0
+
+    def fine_tune(self, net: nn.Module, lr: float, rounded: Callable[[nn.Module], nn.Module],
+                  fake: Callable[[nn.Module], nn.Module]) -> None:
+        """``job.qat_steps`` steps of fine-tuning ``fake(net)`` (rounding in the loop) at ``lr / 10``,
+        kept only if ``rounded(net)`` (the model the file holds) got better."""
+        job = self.job
+        if job.qat_steps <= 0:
+            return
+        left = None if job.time_budget is None else max(
+            job.time_budget - job.elapsed() - 5 * (self.eval_seconds or 0.0) - 1.0, 0.5)
+        options = dict(job.fit_options)
+        options["scheduler"] = None
+        metric = job.signal.metric
+        before = job.signal.evaluate(rounded(net))[metric.name]
+        saved = [p.detach().clone() for p in net.parameters()]
+        fit(fake(net), job.signal, job.qat_steps, lr=lr * 0.1, progress=job.progress, time_budget=left, **options)
+        after = job.signal.evaluate(rounded(net))[metric.name]
+        if not metric.better(after, before):  # fine-tuning did not help: keep the trained state
+            with torch.no_grad():
+                for p, v in zip(net.parameters(), saved):
+                    p.copy_(v)
+
+    def report(self) -> dict[str, Any]:
+        """``recoveries`` (divergences fit rolled back), ``steps`` (over every attempt) and ``sampling``."""
+        return {"recoveries": self.recoveries, "steps": self.steps,
+                "sampling": str(self.job.fit_options.get("sampling", "uniform"))}
