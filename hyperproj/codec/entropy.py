@@ -40,12 +40,13 @@ from .._errors import HyperprojError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["METHODS", "encode", "decode", "empirical_entropy_bits"]
+__all__ = ["METHODS", "MAX_ALPHABET", "encode", "decode", "empirical_entropy_bits"]
 
 METHODS = ("raw", "bzip2", "rans")
 """The supported coding methods."""
 
-_MAX_ALPHABET = 1 << 16
+MAX_ALPHABET = 1 << 16
+"""The largest alphabet a stream may use (16-bit symbols)."""
 _MAX_COUNT = 1 << 31
 _MODEL_RAW, _MODEL_GAUSS, _MODEL_LAPLACE = 0, 1, 2
 _PARAMS = struct.Struct("<ee")  # two float16
@@ -57,12 +58,12 @@ _PARAMS = struct.Struct("<ee")  # two float16
 def _check_alphabet(alphabet_size: object, where: str) -> int:
     if isinstance(alphabet_size, bool) or not isinstance(alphabet_size, (int, np.integer)):
         raise HyperprojError(
-            f"{where}: alphabet_size must be an int in [1, {_MAX_ALPHABET}], "
+            f"{where}: alphabet_size must be an int in [1, {MAX_ALPHABET}], "
             f"found {type(alphabet_size).__name__} {alphabet_size!r}"
         )
-    if not 1 <= int(alphabet_size) <= _MAX_ALPHABET:
+    if not 1 <= int(alphabet_size) <= MAX_ALPHABET:
         raise HyperprojError(
-            f"{where}: alphabet_size must be in [1, {_MAX_ALPHABET}], found {int(alphabet_size)}"
+            f"{where}: alphabet_size must be in [1, {MAX_ALPHABET}], found {int(alphabet_size)}"
         )
     return int(alphabet_size)
 

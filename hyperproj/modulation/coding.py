@@ -41,9 +41,10 @@ import numpy as np
 import torch
 
 from .._errors import HyperprojError
+from ..codec.entropy import MAX_ALPHABET
 from ..codec.entropy import decode as _decode_stream
 from ..codec.entropy import encode as _encode_stream
-from ..codec.format import read_container, write_container
+from ..codec.format import read_container, read_input, write_container
 from ..model import HyperModel, reparametrize
 from .models import ModulatedSiren, build_modulated, modulated_of
 
@@ -66,9 +67,6 @@ BASE_KIND = "mod-base/1"
 
 LATENTS_KIND = "mod-latents/1"
 """Header ``"K"`` of a latents file."""
-
-_MAX_ALPHABET = 1 << 16
-
 
 def _err(where: str, msg: str) -> HyperprojError:
     return HyperprojError(f"hyperproj.modulation.{where}: {msg}")
@@ -182,14 +180,7 @@ def save_base(model: ModulatedSiren | HyperModel, path: str | os.PathLike | None
 
 
 def _read(where: str, data_or_path: Any) -> bytes:
-    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
-        return bytes(data_or_path)
-    if isinstance(data_or_path, (str, os.PathLike)):
-        path = Path(data_or_path)
-        if not path.is_file():
-            raise _err(where, f"no such file {str(path)!r}")
-        return path.read_bytes()
-    raise _err(where, f"expected bytes or a path, got {type(data_or_path).__name__}")
+    return read_input(data_or_path, f"hyperproj.modulation.{where}")
 
 
 def _kind(where: str, header: dict[str, Any], expected: str) -> None:
@@ -307,10 +298,10 @@ def encode_latents(
     symbols, _ = quantize_latents(spec, latents, step)
     lo, hi = int(symbols.min()), int(symbols.max())
     alphabet = hi - lo + 1
-    if alphabet > _MAX_ALPHABET:
+    if alphabet > MAX_ALPHABET:
         raise _err(
             where,
-            f"step={step} gives {alphabet} distinct levels (> {_MAX_ALPHABET}); use a larger step or "
+            f"step={step} gives {alphabet} distinct levels (> {MAX_ALPHABET}); use a larger step or "
             "refit the entropy model on latents like these",
         )
     header = {
@@ -427,7 +418,7 @@ def decode_latents(data_or_path: bytes | str | os.PathLike, model: ModulatedSire
             f"the file was coded against base {fields['b']}, but this model's base hash is {own}; "
             "load the matching base file with load_base",
         )
-    if fields["d"] != spec.latent_dim or fields["n"] < 1 or not 1 <= fields["a"] <= _MAX_ALPHABET:
+    if fields["d"] != spec.latent_dim or fields["n"] < 1 or not 1 <= fields["a"] <= MAX_ALPHABET:
         raise _err(
             where,
             f"latents file header is inconsistent: n={fields['n']}, d={fields['d']} (model: "
