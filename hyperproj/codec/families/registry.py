@@ -147,9 +147,11 @@ def family_names() -> list[str]:
 
 
 def write_file(family: str, header: Mapping[str, Any], sections: Mapping[str, bytes], version: int) -> bytes:
-    """The container of a file of ``family``: ``header`` gains ``F`` unless it is the default family."""
+    """The container of a file of ``family``: ``header`` gains ``F`` unless it is the default family
+    (and such a file is at least format version 2: version-1 readers know no families)."""
     if family != DEFAULT_FAMILY:
         header = {**header, "F": family}
+        version = max(version, 2)
     return write_container(header, sections, version=version)
 
 
