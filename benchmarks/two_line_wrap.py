@@ -1,0 +1,115 @@
+"""The two-line wrap with every default, against the plain network it wraps.
+
+On 128 px centre crops of three scikit-image photos (astronaut, coffee, chelsea), ``--steps``
+full-batch steps each (default 600), in one run:
+
+* the plain network, ``fit(net, signal, steps, lr=1e-3)`` (the reference the robustness issue
+  names) and ``fit(net, signal, steps)`` (fit's default learning rate);
+* ``fit(hyperproj.reparametrize(net, n, seed=0), signal, steps)`` with every default, at
+  n = 100 % and 50 % of the projected weights;
+* a plain network of the same depth whose parameter count is about the 50 % D'OH model's
+  trainable count (latent + biases), ``fit`` defaults.
+
+for ``Siren(2, 64, 3, 3)`` and ``Incode(2, 64, 3, 3)`` (only INCODE's composer is projected; its
+harmonizer trains as usual). Prints PSNR per crop and the two targets: D'OH at 100 % within
+1 dB of the plain network at lr 1e-3, D'OH at 50 % not below the equal-size plain network.
+
+Usage::
+
+    python benchmarks/two_line_wrap.py                 # ~15 min on 1 CPU thread
+    python benchmarks/two_line_wrap.py --steps 200 --models siren
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import skimage.data
+import torch
+
+import hyperproj
+from hyperproj.inr import ImageSignal, Incode, Siren, fit
+
+CROPS = ("astronaut", "coffee", "chelsea")
+
+
+def crop(name: str, size: int) -> ImageSignal:
+    sig = ImageSignal.from_array(getattr(skimage.data, name)())
+    h, w, _ = sig.shape
+    return sig.center_crop(min(h, w)).resize(size)
+
+
+def build(kind: str, width: int, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return Siren(2, width, 3, 3) if kind == "siren" else Incode(2, width, 3, 3, harmonizer_resolution=128)
+
+
+def projected(net: torch.nn.Module) -> int:
+    hyper = hyperproj.reparametrize(net, 1, seed=0)
+    return hyper.num_projected
+
+
+def trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def equal_width(kind: str, budget: int) -> int:
+    """Widest plain network of that kind whose trainable count is at most ``budget``."""
+    width = 2
+    while trainable(build(kind, width + 1, 0)) <= budget:
+        width += 1
+    return width
+
+
+def run(model: torch.nn.Module, sig: ImageSignal, steps: int, **kw) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fit(model, sig, steps, progress=False, eval_every=max(steps // 12, 1), **kw).best[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=600, help="full-batch steps per fit (default 600)")
+    ap.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
+    ap.add_argument("--models", default="siren,incode", help="comma list of siren, incode")
+    ap.add_argument("--width", type=int, default=64, help="hidden width of the wrapped network (default 64)")
+    ap.add_argument("--seed", type=int, default=0, help="model seed and D'OH seed")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"# two-line wrap, {a.steps} full-batch steps, {a.size} px crops, width {a.width}, seed {a.seed}, "
+          f"{a.threads} thread(s), hyperproj {hyperproj.__version__}", flush=True)
+    failures = []
+    for kind in [m.strip() for m in a.models.split(",") if m.strip()]:
+        P = projected(build(kind, a.width, a.seed))
+        half = hyperproj.reparametrize(build(kind, a.width, a.seed), P // 2, seed=a.seed)
+        small = equal_width(kind, trainable(half))
+        cols = ["plain lr 1e-3", "plain default lr", "D'OH 100 %", "D'OH 50 %", f"plain width {small}"]
+        print(f"\n## {kind}: {P} projected weights; D'OH 50 % trains {trainable(half)} values, the plain "
+              f"width-{small} network {trainable(build(kind, small, a.seed))}")
+        print("| crop | " + " | ".join(cols) + " | 100 % gap | 50 % − equal size |")
+        print("|---|" + "---:|" * (len(cols) + 2))
+        for name in CROPS:
+            sig = crop(name, a.size)
+            tic = time.perf_counter()
+            r = [run(build(kind, a.width, a.seed), sig, a.steps, lr=1e-3),
+                 run(build(kind, a.width, a.seed), sig, a.steps),
+                 run(hyperproj.reparametrize(build(kind, a.width, a.seed), P, seed=a.seed), sig, a.steps),
+                 run(hyperproj.reparametrize(build(kind, a.width, a.seed), P // 2, seed=a.seed), sig, a.steps),
+                 run(build(kind, small, a.seed), sig, a.steps)]
+            gap, edge = r[0] - r[2], r[3] - r[4]
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in r) + f" | {gap:+.2f} | {edge:+.2f} |"
+                  f"  ({time.perf_counter() - tic:.0f} s)", flush=True)
+            if gap > 1.0:
+                failures.append(f"{kind}/{name}: D'OH at 100 % is {gap:.2f} dB below the plain network")
+            if edge < 0:
+                failures.append(f"{kind}/{name}: D'OH at 50 % is {-edge:.2f} dB below the equal-size plain network")
+    print("\nchecks: " + ("all passed" if not failures else f"{len(failures)} failed"))
+    for f in failures:
+        print(f"  - {f}")
+
+
+if __name__ == "__main__":
+    main()
