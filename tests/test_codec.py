@@ -123,13 +123,15 @@ def test_compress_defaults_pick_the_latent_parameterisation_by_share(astronaut):
 
 
 def test_compress_time_budget_bounds_training(astronaut):
-    res = codec.compress(astronaut, bpp=8.0, model=Siren(2, 16, 2, 3), time_budget=2.0, progress=False)
+    # 4 s: on a slow CI machine setting up took 0.7 s and the reserved evaluations 1 s, so a
+    # 2 s budget was (rightly) refused as too small to train
+    res = codec.compress(astronaut, bpp=8.0, model=Siren(2, 16, 2, 3), time_budget=4.0, progress=False)
     assert res.report["bpp"] <= 8.0 and res.report["psnr"] > 12
     assert res.report["seconds"] < 30  # the clock, not the 10**7-step cap, ended training
     assert 0 < res.report["steps"] < 10**7
 
 
-@pytest.mark.parametrize("budget", [2.0, 6.0])
+@pytest.mark.parametrize("budget", [4.0, 8.0])
 def test_compress_time_budget_holds_on_the_wall_clock(astronaut, budget):
     # issue 24: the whole call, kernel compilation and evaluations included, ends within
     # budget + max(1 s, 3 %); a fresh process would compile the sine kernels (5-40 s) on its first
