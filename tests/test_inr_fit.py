@@ -379,3 +379,34 @@ def test_fit_works_on_hypermodel(crop32):
     hist = fit(hyper, crop32, steps=30, lr=1e-3, progress=False, eval_every=10)
     assert hist.best[1] > before
     assert crop32.evaluate(hyper)["psnr"] == pytest.approx(hist.best[1])
+
+
+# ---------------------------------------------------------------- thread choice under a time budget
+def test_thread_governor_settles_on_the_faster_count_before_an_evaluation():
+    from hyperproj.inr.fit import _ThreadGovernor
+
+    base = torch.get_num_threads()
+    gov = _ThreadGovernor()
+    try:
+        gov.rates = {base: 0.5, 1: 0.1} if base != 1 else {1: 0.1}
+        gov.probing, gov.window = True, [0.2, 0.3]
+        gov.settle()
+        assert torch.get_num_threads() == 1 and gov.current == 1
+        assert gov.window == [] and not gov.probing  # the interrupted probe is dropped, not scored
+    finally:
+        gov.close()
+    assert torch.get_num_threads() == base
+
+
+def test_codec_evaluation_thread_choice_restores_the_thread_count():
+    from hyperproj.codec.train import faster_threads, num_threads
+
+    base = torch.get_num_threads()
+    sig = ImageSignal(torch.rand(24, 24, 3))
+    net = Siren(2, 8, 1, 3)
+    assert faster_threads(net, sig) in {base, 1}
+    assert torch.get_num_threads() == base
+    with num_threads(1):
+        assert torch.get_num_threads() == 1
+        assert faster_threads(net, sig) == 1  # one thread: nothing to choose
+    assert torch.get_num_threads() == base

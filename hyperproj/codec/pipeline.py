@@ -149,14 +149,14 @@ def compress(
         if fitted is not None:
             data = fitted
             break
-    seconds = job.elapsed()
     decoded = decode(data)
     report = {**coder.report(net, data), "budget_bytes": job.budget, "file_bytes": len(data),
-              "attempts": job.attempts, **job.training.report(), "seconds": seconds}
+              "attempts": job.attempts, **job.training.report()}
     if job.samples:
         report["target_bpp"] = 8 * job.budget / job.samples if job.max_bytes is not None else job.bpp
         report["bpp"] = 8 * len(data) / job.samples
-    report.update(job.signal.evaluate(decoded))
+    report.update(job.training.evaluate(decoded))
+    report["seconds"] = job.elapsed()  # the whole call, the report's own evaluation included
     # the trained float model before rounding (the state fit kept): what quantization cost
     report["unquantized"] = {k: v for k, v in job.training.unquantized.items() if k in report}
     return CompressResult(model=decoded, data=data, report=report)

@@ -599,6 +599,8 @@ def fit(
                     raise HyperprojError(
                         f"hyperproj.fit: the loss became {mean_loss} at step {step}; lower lr (now {lr})"
                     )
+                if governor is not None:
+                    governor.settle()
                 metrics = signal.evaluate(model)
                 model.train()
                 if history.record(step, mean_loss, metrics, train_seconds) and restore_best:
@@ -730,6 +732,15 @@ class _ThreadGovernor:
         if len(self.rates) < 2 or self.since_probe >= _THREAD_PROBE_SECONDS:
             self._set(1 if self.current != 1 else self.base)
             self.probing = True
+
+    def settle(self) -> None:
+        """Switch to the fastest count measured so far and drop any probe in progress: before a
+        full-signal evaluation (with a busy core, one evaluation of a full-size Kodak image took
+        10.2 s at 2 threads against 2.4 s at 1)."""
+        if self.rates:
+            self._set(min(self.rates, key=self.rates.__getitem__))
+        self.window = []
+        self.probing = False
 
     def close(self) -> None:
         self._set(self.base)
