@@ -399,7 +399,8 @@ def test_thread_governor_settles_on_the_faster_count_before_an_evaluation():
 
 
 def test_codec_evaluation_thread_choice_restores_the_thread_count():
-    from hyperproj.codec.train import faster_threads, num_threads
+    from hyperproj.codec.train import faster_threads
+    from hyperproj.inr.fit import num_threads
 
     base = torch.get_num_threads()
     sig = ImageSignal(torch.rand(24, 24, 3))

@@ -16,15 +16,14 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..inr.fit import ErrorSampling, fit
+from ..inr.fit import ErrorSampling, fit, num_threads
 from ..inr.signals import ImageSignal, Signal
 from .format import error
 from .signals import samples
@@ -36,20 +35,6 @@ _STEP_CAP = 10**7  # steps when only a time budget bounds training
 _MIN_TRAIN_SECONDS = 1.0  # a time budget leaving less than this for training is refused
 _PROBE_ROWS = 8192  # rows of the forward pass timed to choose the evaluations' thread count
 _PROBE_ROUNDS = 3
-
-
-@contextlib.contextmanager
-def num_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count set to ``threads`` (``None``: unchanged) inside the block."""
-    base = torch.get_num_threads()
-    if threads is None or threads == base:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(base)
 
 
 def faster_threads(net: nn.Module, signal: Signal) -> int:

@@ -18,7 +18,7 @@ import copy
 import difflib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -688,6 +688,23 @@ class _ErrorSampler:
 _COMPILE_MIN_BUDGET = 120.0
 _THREAD_WINDOW = 10  # steps per timing window of the thread governor
 _THREAD_PROBE_SECONDS = 15.0  # training seconds between two probes of the other thread count
+
+
+@contextlib.contextmanager
+def num_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` (``None``: unchanged) inside the block,
+    where no kernel is compiled afresh (inductor's kernels are specialised to the thread count, so
+    a switch must never stall on a compilation)."""
+    base = torch.get_num_threads()
+    if threads is None or threads == base:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        with _compiled.warm_only():
+            yield
+    finally:
+        torch.set_num_threads(base)
 
 
 class _ThreadGovernor:
