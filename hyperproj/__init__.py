@@ -10,7 +10,7 @@ Examples:
 
 from . import _fastfood  # noqa: F401  (registers projection='fastfood')
 from ._errors import HyperprojError
-from .codec import CompressResult, compress, decompress
+from .codec import CollectionResult, CompressResult, compress, compress_many, decompress
 from .distill import DistillReport, distill
 from .init_rules import init_rule_names, register_init_rule
 from .inr import FitHistory, fit
@@ -21,6 +21,7 @@ from .projection import projection_kinds, register_projection
 __version__ = "0.1.0"
 
 __all__ = [
+    "CollectionResult",
     "CompressResult",
     "DistillReport",
     "FitHistory",
@@ -28,6 +29,7 @@ __all__ = [
     "HyperprojError",
     "WeightSpaceAdam",
     "compress",
+    "compress_many",
     "decompress",
     "distill",
     "fit",

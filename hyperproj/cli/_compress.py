@@ -1,4 +1,6 @@
-"""``hyperproj compress``: an image into a ``.hpz`` file (:func:`hyperproj.codec.compress`)."""
+"""``hyperproj compress``: an image into a ``.hpz`` file (:func:`hyperproj.codec.compress`), or a
+collection — several inputs, folders, globs — into a folder with a manifest
+(:func:`hyperproj.codec.compress_many`; under ``torchrun`` the inputs are shared out by rank)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ NAME = "compress"
 
 
 def add(sub) -> None:
-    c = sub.add_parser(NAME, help="compress an image into a .hpz file")
-    c.add_argument("input", help="image file (PNG, JPEG, ...)")
-    c.add_argument("-o", "--output", help="output .hpz (default: INPUT with suffix .hpz)")
+    c = sub.add_parser(NAME, help="compress an image into a .hpz file, or many into a folder")
+    c.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image file (PNG, JPEG, ...); several files, folders or glob patterns compress a "
+                        "collection into the folder -o (one .hpz each and manifest.jsonl)")
+    c.add_argument("-o", "--output", help="output .hpz (default: INPUT with suffix .hpz); for a collection "
+                                          "the output folder (required)")
     c.add_argument("--bpp", type=float, default=0.3, help="bits per pixel budget, header included (default 0.3)")
     c.add_argument("--bits", type=bits, default=8, help="latent bit width (default 8)")
     c.add_argument("--bias-bits", type=bits, default=None, help="bias bit width or float16 (default: library default)")
@@ -29,6 +34,11 @@ def add(sub) -> None:
     c.add_argument("--family", default="doh",
                    help="model family (default doh: a SIREN whose weights are B z); others once registered")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--no-resume", action="store_true",
+                   help="collection: redo every input (default: skip inputs whose file is valid and was made "
+                        "with the same settings)")
+    c.add_argument("--baselines", default="", metavar="FMTS",
+                   help="collection: Pillow formats to compare at each file's rate, e.g. JPEG,WEBP")
 
 
 def _model_from(arg: str, signal):
@@ -49,32 +59,59 @@ def _model_from(arg: str, signal):
     raise CliError(f"--model must be 'siren' or a JSON model spec like '{{\"name\": \"siren\", \"config\": {{...}}}}', got {arg!r}")
 
 
-def run(a) -> int:
-    from .. import codec
-    from ..inr.signals import ImageSignal
+def _is_collection(a) -> bool:
+    import glob
 
-    src = Path(a.input)
-    if not src.is_file():
-        raise CliError(f"no such file {str(src)!r}")
-    out = Path(a.output) if a.output else src.with_suffix(".hpz")
-    check_output_folder(out)  # before any work: compressing can take minutes
-    try:
-        signal = ImageSignal.from_file(src)
-    except Exception as err:  # noqa: BLE001 - Pillow raises many types
-        if err.__class__.__name__ == "HyperprojError":
-            raise
-        raise CliError(f"cannot read image {str(src)!r}: {err}") from None
-    if a.resize:
-        signal = signal.resize(a.resize)
+    return (len(a.inputs) > 1 or Path(a.inputs[0]).is_dir() or glob.has_magic(a.inputs[0])
+            or (a.output is not None and Path(a.output).is_dir()))
+
+
+def _options(a) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "bits": a.bits, "steps": a.steps, "qat_steps": a.qat_steps, "time_budget": a.time_budget,
-        "projection": a.projection, "seed": a.seed, "progress": not a.quiet, "family": a.family,
+        "projection": a.projection, "seed": a.seed, "family": a.family,
     }
     if a.bias_bits is not None:
         kwargs["bias_bits"] = a.bias_bits
     if a.lr is not None:
         kwargs["lr"] = a.lr
-    res = codec.compress(signal, bpp=a.bpp, model=_model_from(a.model, signal), **kwargs)
+    return kwargs
+
+
+def _run_collection(a) -> int:
+    from ..codec.collection import compress_many
+
+    if a.output is None:
+        raise CliError("a collection (several inputs, a folder or a glob) needs -o OUTPUT_FOLDER")
+    if a.model != "siren":
+        raise CliError("--model with a JSON spec is for one input at a time; a collection uses the default model")
+    baselines = tuple(f.strip().upper() for f in a.baselines.split(",") if f.strip())
+    res = compress_many(a.inputs, a.output, a.bpp, resize=a.resize, resume=not a.no_resume,
+                        baselines=baselines, progress=not a.quiet, **_options(a))
+    from .._distributed import rank
+
+    if rank() == 0:
+        for rec in res.records:
+            if rec.get("status") == "failed":
+                print(f"failed: {rec['input']}: {rec.get('error')}")
+        print(res.table())
+        print(f"manifest: {res.manifest}")
+    return min(res.failed, 100)  # the exit status says how many inputs failed
+
+
+def run(a) -> int:
+    from .. import codec
+    from ..codec.collection import read_signal
+
+    if _is_collection(a):
+        return _run_collection(a)
+    src = Path(a.inputs[0])
+    if not src.is_file():
+        raise CliError(f"no such file {str(src)!r}")
+    out = Path(a.output) if a.output else src.with_suffix(".hpz")
+    check_output_folder(out)  # before any work: compressing can take minutes
+    signal = read_signal(src, a.resize, where="hyperproj compress")
+    res = codec.compress(signal, bpp=a.bpp, model=_model_from(a.model, signal), progress=not a.quiet, **_options(a))
     res.save(out)
     r = res.report
     estimate = f", estimate {r['est_bpp']:.4f}" if "est_bpp" in r else ""

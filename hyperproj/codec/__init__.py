@@ -34,6 +34,7 @@ Examples:
     True
 """
 
+from .collection import CollectionResult, compress_many
 from .cropfile import crop
 from .families import Family, family_names, get_family, register_family
 from .families.doh import default_model, encode, save
@@ -53,6 +54,8 @@ __all__ = [
     "load",
     "info",
     "compress",
+    "compress_many",
+    "CollectionResult",
     "decompress",
     "render",
     "crop",

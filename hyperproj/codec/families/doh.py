@@ -175,9 +175,14 @@ class Doh(Family):
         self.projection, self.bits, self.first, self.remaining_steps = projection, job.bits, True, job.steps
         scale_guess = options.get("latent_scale", "unit" if "groups" in options else "offset")
         if model is None:
-            # D'OH's 9 x 40 target; wider only when the budget buys more latent values than weights
-            probe = default_model(job.signal)
-            model = default_model(job.signal, latent_dim=self._plan(probe, budgeted_bits(job.bits, job.method, scale_guess), cap=MAX_LATENT))
+            # D'OH's 9 x 40 target; wider only when the budget buys more latent values than weights.
+            # Its biases' initial values come from torch's generator seeded with the job's seed (the
+            # global one untouched): the same seed and settings give the same file in any process
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(job.seed)
+                probe = default_model(job.signal)
+                bps = budgeted_bits(job.bits, job.method, scale_guess)
+                model = default_model(job.signal, latent_dim=self._plan(probe, bps, cap=MAX_LATENT))
         model_spec(model)  # validates the model early
         self.model = model
         self.n_safe = self._plan(model, None)

@@ -1,0 +1,381 @@
+"""Compressing a collection: many inputs, one ``.hpz`` each, a resumable ``manifest.jsonl``.
+
+:func:`compress_many` expands files, folders and glob patterns into a sorted list of inputs and
+runs :func:`~hyperproj.codec.compress` on each, writing ``OUT/<stem>.hpz`` atomically (a
+temporary file renamed into place) and one JSON record per input into ``OUT/manifest.jsonl``
+(path, output, bytes, bpp, PSNR, SSIM, seconds, steps, status, error). A bad input — unreadable,
+of a kind the codec has no signal for, too small for its budget — gets a record with the error and
+the run goes on. A rerun skips every input whose file exists, passes its CRC and was made with the
+same settings, and redoes the rest: a run stopped part way (Ctrl-C, a killed machine) loses only
+the inputs it had not finished.
+
+Under ``torchrun`` (``torchrun --nproc-per-node=N -m hyperproj compress ...``) the inputs are
+shared out by rank (rank ``r`` takes every ``N``-th unit of work, the same split on every rank:
+no scheduler of our own), each rank writes its own files and appends its records to
+``manifest.rank<r>.jsonl`` as it goes, and at the end rank 0 merges them into ``manifest.jsonl``.
+A rank that dies leaves its finished files and records behind; a rerun completes the rest.
+
+Examples:
+    >>> expand_inputs(["no-such-dir/*.png"])
+    Traceback (most recent call last):
+    ...
+    hyperproj._errors.HyperprojError: hyperproj.compress_many: input 'no-such-dir/*.png' matches no file
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import _distributed
+from .._errors import HyperprojError
+from ..inr.signals import AudioSignal, ImageSignal, Signal
+from .format import read_container
+
+__all__ = ["CollectionResult", "compress_many", "expand_inputs", "read_signal", "MANIFEST"]
+
+MANIFEST = "manifest.jsonl"
+"""The manifest's file name inside the output folder."""
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+AUDIO_SUFFIXES = (".wav",)
+_WHERE = "hyperproj.compress_many"
+
+
+def _error(message: str) -> HyperprojError:
+    return HyperprojError(f"{_WHERE}: {message}")
+
+
+def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """The input files named by ``inputs``: files as given, folders by their images and ``.wav``
+    files (not recursing), glob patterns by their matches (``**`` recurses); sorted, each once.
+
+    A name that is none of these raises, as does an empty result.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("b.png", "a.png", "notes.txt"):
+        ...     _ = (d / name).write_bytes(b"")
+        >>> [p.name for p in expand_inputs([d])]
+        ['a.png', 'b.png']
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += [p for p in sorted(path.iterdir())
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES]
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(str(item)):
+            matches = [Path(p) for p in sorted(glob.glob(str(item), recursive=True)) if Path(p).is_file()]
+            if not matches:
+                raise _error(f"input {str(item)!r} matches no file")
+            found += matches
+        else:
+            raise _error(f"input {str(item)!r} is not a file, a folder or a glob pattern that matches")
+    unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p.resolve()))
+    if not unique:
+        raise _error(f"no image or .wav file in {[str(i) for i in inputs]!r}")
+    return unique
+
+
+def read_signal(path: str | os.PathLike, resize: int | None = None, where: str = _WHERE) -> Signal:
+    """The signal in the file at ``path``: an image (Pillow), or audio (``.wav``); ``resize`` makes an
+    image's longer side that many pixels. Errors name ``where``, the file and what was expected.
+
+    Examples:
+        >>> read_signal("missing.png")
+        Traceback (most recent call last):
+        ...
+        hyperproj._errors.HyperprojError: hyperproj.compress_many: no such file 'missing.png'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HyperprojError(f"{where}: no such file {str(path)!r}")
+    suffix = path.suffix.lower()
+    if suffix in AUDIO_SUFFIXES:
+        try:
+            return AudioSignal.from_file(path)
+        except HyperprojError:
+            raise
+        except Exception as err:  # noqa: BLE001 - wave raises several types
+            raise HyperprojError(f"{where}: cannot read audio {str(path)!r}: {err}") from None
+    try:
+        signal = ImageSignal.from_file(path)
+    except HyperprojError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Pillow raises many types
+        kinds = ", ".join(IMAGE_SUFFIXES + AUDIO_SUFFIXES)
+        raise HyperprojError(f"{where}: cannot read {str(path)!r} as an image ({type(err).__name__}: {err}); "
+                     f"expected an image or audio file ({kinds})") from None
+    return signal.resize(resize) if resize else signal
+
+
+def _outputs(paths: Sequence[Path], out_dir: Path) -> list[Path]:
+    """``OUT/<stem>.hpz`` per input; two inputs with one stem are refused before any work."""
+    outs: dict[Path, Path] = {}
+    for p in paths:
+        out = out_dir / (p.stem + ".hpz")
+        if out in outs:
+            raise _error(f"inputs {str(outs[out])!r} and {str(p)!r} would both be written to {str(out)!r}; "
+                         "rename one or compress them into different folders")
+        outs[out] = p
+    return list(outs)
+
+
+def _valid_file(path: Path) -> bool:
+    """Whether ``path`` exists and its container reads (magic, version, CRC)."""
+    try:
+        read_container(path.read_bytes())
+        return True
+    except (HyperprojError, OSError):
+        return False
+
+
+def _read_manifest(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every record of the manifest and of leftover per-rank parts, the latest per input."""
+    records: dict[str, dict[str, Any]] = {}
+    for part in [out_dir / MANIFEST, *sorted(out_dir.glob("manifest.rank*.jsonl"))]:
+        if not part.is_file():
+            continue
+        for line in part.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed process
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("input"), str):
+                records[rec["input"]] = rec
+    return records
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _settings(bpp: float, resize: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    """What decides a file: compared on resume (a rerun with other settings redoes the input)."""
+    keep = {k: v for k, v in options.items() if k not in ("progress",)}
+    return json.loads(json.dumps({"bpp": bpp, "resize": resize, **keep}, sort_keys=True, default=repr))
+
+
+@dataclass
+class CollectionResult:
+    """What :func:`compress_many` returns: one record per input (in input order) and the manifest.
+
+    Examples:
+        >>> r = CollectionResult([{"input": "a.png", "status": "ok", "bpp": 0.3, "psnr": 30.0,
+        ...                        "ssim": 0.9, "seconds": 2.0}], Path("m.jsonl"))
+        >>> r.failed, r.summary()["psnr"]
+        (0, 30.0)
+    """
+
+    records: list[dict[str, Any]]
+    manifest: Path
+    baselines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """How many inputs failed."""
+        return sum(r.get("status") == "failed" for r in self.records)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the means of bpp, PSNR, SSIM and seconds over the encoded inputs."""
+        ok = [r for r in self.records if r.get("status") == "ok"]
+        out: dict[str, Any] = {"inputs": len(self.records), "ok": len(ok), "failed": self.failed,
+                               "resumed": sum(bool(r.get("resumed")) for r in ok)}
+        for key in ("bpp", "psnr", "ssim", "seconds"):
+            vals = [r[key] for r in ok if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            out[key] = sum(vals) / len(vals) if vals else None
+        return out
+
+    def table(self) -> str:
+        """The summary as a small text table, with JPEG/WebP rows when baselines were run."""
+        s = self.summary()
+
+        def fmt(v: Any, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        lines = [f"{s['inputs']} inputs: {s['ok']} encoded ({s['resumed']} from an earlier run), {s['failed']} failed",
+                 f"{'method':<10} {'bpp':>7} {'PSNR':>7} {'SSIM':>7} {'s/input':>8}",
+                 f"{'hyperproj':<10} {fmt(s['bpp'], '.4f'):>7} {fmt(s['psnr'], '.2f'):>7} "
+                 f"{fmt(s['ssim'], '.4f'):>7} {fmt(s['seconds'], '.1f'):>8}"]
+        for name, rows in self.baselines.items():
+            rows = [r for r in rows if r]
+            if not rows:
+                lines.append(f"{name:<10} (no setting fits the rates reached)")
+            else:
+                mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("bpp", "psnr", "ssim")}
+                lines.append(f"{name:<10} {mean['bpp']:>7.4f} {mean['psnr']:>7.2f} {mean['ssim']:>7.4f} {'':>8}"
+                             + (f"  ({len(rows)} of {s['ok']} fit the rate)" if len(rows) < s["ok"] else ""))
+        return "\n".join(lines)
+
+
+def _record_from_file(path: Path, out: Path, resize: int | None) -> dict[str, Any]:
+    """A record for a valid file the manifest does not know (its metrics measured again)."""
+    from .pipeline import decode
+
+    data = out.read_bytes()
+    model = decode(data)
+    rec: dict[str, Any] = {"input": str(path), "output": str(out), "status": "ok", "bytes": len(data)}
+    signal = read_signal(path, resize)
+    count = getattr(signal, "num_pixels", signal.num_samples)
+    rec["bpp"] = 8 * len(data) / count
+    rec.update(signal.evaluate(model))
+    return rec
+
+
+def _compress_one(path: Path, out: Path, bpp: float, resize: int | None, settings: dict[str, Any],
+                  baselines: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
+    """Compress one input into ``out``; the record says what happened (never raises for bad input)."""
+    from .baselines import classic_at_rate
+    from .pipeline import compress
+
+    tic = time.perf_counter()
+    rec: dict[str, Any] = {"input": str(path), "output": str(out), "settings": settings,
+                           "rank": _distributed.rank()}
+    try:
+        signal = read_signal(path, resize)
+        res = compress(signal, bpp, **options)
+        _write_atomic(out, res.data)
+        rep = res.report
+        rec.update(status="ok", bytes=len(res.data), bpp=rep.get("bpp"), psnr=rep.get("psnr"),
+                   ssim=rep.get("ssim"), seconds=rep.get("seconds"), steps=rep.get("steps"))
+        if isinstance(signal, ImageSignal) and baselines:
+            rec["baselines"] = {fmt: classic_at_rate(signal, fmt, rep["bpp"]) for fmt in baselines}
+    except Exception as err:  # noqa: BLE001 - one bad input must not stop the collection
+        message = str(err) if isinstance(err, HyperprojError) else f"{type(err).__name__}: {err}"
+        rec.update(status="failed", error=message, seconds=time.perf_counter() - tic)
+    return rec
+
+
+def compress_many(
+    inputs: str | os.PathLike | Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    bpp: float = 0.3,
+    *,
+    resize: int | None = None,
+    resume: bool = True,
+    baselines: Sequence[str] = (),
+    progress: bool = True,
+    **options: Any,
+) -> CollectionResult:
+    """Compress every input into ``out_dir/<stem>.hpz`` and record each in ``out_dir/manifest.jsonl``.
+
+    Args:
+        inputs: files, folders (their images and ``.wav`` files) and glob patterns.
+        out_dir: the output folder (created if missing).
+        bpp: the budget of every file (see :func:`~hyperproj.codec.compress`).
+        resize: make every image's longer side this many pixels first.
+        resume: skip inputs whose file exists, reads (CRC) and was made with the same settings.
+        baselines: Pillow formats (``"JPEG"``, ``"WEBP"``, ``"JPEG2000"``) to encode each image
+            with at the rate its file reached, for the summary table.
+        progress: a progress bar over the inputs (rank 0 only).
+        **options: passed to :func:`~hyperproj.codec.compress` (``steps``, ``time_budget``,
+            ``seed``, ``family``, ...).
+
+    Under torchrun every rank runs this same call; see the module docstring. Bad inputs never
+    raise: their records hold the error (``status == "failed"``) and
+    :attr:`CollectionResult.failed` counts them. Bad *arguments* (no input matches, two inputs
+    writing one file) raise :class:`~hyperproj.HyperprojError` before any work.
+
+    Returns:
+        :class:`CollectionResult`: the records of these inputs in input order (on every rank).
+
+    Examples:
+        >>> import tempfile, skimage.data
+        >>> from PIL import Image
+        >>> d = tempfile.mkdtemp()
+        >>> Image.fromarray(skimage.data.astronaut()).resize((32, 32)).save(f"{d}/a.png")
+        >>> res = compress_many([f"{d}/a.png"], f"{d}/out", bpp=4.0, steps=30, progress=False)
+        >>> res.records[0]["status"], res.failed
+        ('ok', 0)
+    """
+    _distributed.init_from_env()
+    paths = expand_inputs(inputs)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise _error(f"out_dir {str(out_dir)!r} exists and is not a folder")
+    unknown = [b for b in baselines if b not in ("JPEG", "WEBP", "JPEG2000")]
+    if unknown:
+        raise _error(f"baselines must be among ('JPEG', 'WEBP', 'JPEG2000'), got {unknown!r}")
+    outs = _outputs(paths, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = _settings(bpp, resize, options)
+    options = {**options, "progress": False}
+    previous = _read_manifest(out_dir) if resume else {}
+    rank, world = _distributed.rank(), _distributed.world_size()
+
+    todo = []
+    for path, out in zip(paths, outs):
+        rec = previous.get(str(path))
+        same = rec is None or (rec.get("status") == "ok" and rec.get("settings") == settings)
+        if not (resume and same and _valid_file(out)):
+            todo.append((path, out))
+    mine = todo[rank::world]  # the same split on every rank: no coordination needed
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine), desc=f"compress (rank 0 of {world})" if world > 1 else "compress", unit="input")
+    with open(out_dir / f"manifest.rank{rank}.jsonl", "a") as part:
+        for path, out in mine:
+            rec = _compress_one(path, out, bpp, resize, settings, baselines, options)
+            part.write(json.dumps(rec) + "\n")
+            part.flush()
+            if bar is not None:
+                bar.set_postfix_str(f"{path.name}: {rec['status']}")
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    _distributed.barrier()
+    if rank == 0:
+        _merge(out_dir, paths, outs, resize, settings)
+    _distributed.barrier()
+    merged = _read_manifest(out_dir)
+    records = []
+    for path in paths:
+        rec = dict(merged.get(str(path)) or {"input": str(path), "status": "failed", "error": "no record"})
+        if not any(str(path) == str(p) for p, _ in todo):
+            rec["resumed"] = True
+        records.append(rec)
+    table: dict[str, list[dict[str, Any]]] = {fmt: [] for fmt in baselines}
+    for rec in records:
+        for fmt in baselines:
+            if rec.get("status") == "ok":
+                table[fmt].append((rec.get("baselines") or {}).get(fmt))
+    return CollectionResult(records, out_dir / MANIFEST, table)
+
+
+def _merge(out_dir: Path, paths: Sequence[Path], outs: Sequence[Path], resize: int | None,
+           settings: dict[str, Any]) -> None:
+    """Rank 0: the manifest and every rank's part, one record per input, written atomically; the
+    parts are removed. A valid file that no record describes is measured again."""
+    merged = _read_manifest(out_dir)
+    for path, out in zip(paths, outs):
+        if str(path) not in merged and _valid_file(out):
+            try:
+                merged[str(path)] = {**_record_from_file(path, out, resize), "settings": settings}
+            except HyperprojError as err:
+                merged[str(path)] = {"input": str(path), "output": str(out), "status": "failed", "error": str(err)}
+    order = [str(p) for p in paths]
+    rest = [k for k in merged if k not in set(order)]
+    lines = [json.dumps(merged[k]) for k in order + rest if k in merged]
+    _write_atomic(out_dir / MANIFEST, ("\n".join(lines) + "\n").encode() if lines else b"")
+    for part in out_dir.glob("manifest.rank*.jsonl"):
+        part.unlink()
