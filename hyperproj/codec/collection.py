@@ -10,8 +10,8 @@ same settings, and redoes the rest: a run stopped part way (Ctrl-C, a killed mac
 the inputs it had not finished.
 
 Under ``torchrun`` (``torchrun --nproc-per-node=N -m hyperproj compress ...``) the inputs are
-shared out by rank (rank ``r`` takes every ``N``-th unit of work, the same split on every rank:
-no scheduler of our own), each rank writes its own files and appends its records to
+shared out by rank (rank ``r`` takes the ``r``-th of ``N`` contiguous shares of the inputs still
+to do, the same split on every rank: no scheduler of our own), each rank writes its own files and appends its records to
 ``manifest.rank<r>.jsonl`` as it goes, and at the end rank 0 merges them into ``manifest.jsonl``.
 A rank that dies leaves its finished files and records behind; a rerun completes the rest.
 
@@ -327,7 +327,8 @@ def compress_many(
         same = rec is None or (rec.get("status") == "ok" and rec.get("settings") == settings)
         if not (resume and same and _valid_file(out)):
             todo.append((path, out))
-    mine = todo[rank::world]  # the same split on every rank: no coordination needed
+    start, stop = _distributed.shard_range(len(todo), rank, world)
+    mine = todo[start:stop]  # the same split on every rank: no coordination needed
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm

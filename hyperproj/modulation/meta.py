@@ -25,6 +25,7 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _distributed
 from .._errors import HyperprojError
 from ..model import HyperModel
 from .models import ModulatedSiren, modulated_of
@@ -313,6 +315,66 @@ def _batch_indices(seed: int, step: int, pool: int, batch_size: int) -> np.ndarr
     return rng.choice(pool, size=batch_size, replace=pool < batch_size)
 
 
+class _MetaLoss(torch.nn.Module):
+    """One outer step's post-adaptation loss as a module: the inner loop runs inside ``forward``.
+
+    DistributedDataParallel wraps this module, so each outer step is one DDP forward and one
+    ``backward``. The inner loop's ``torch.autograd.grad`` calls differentiate with respect to
+    the latents only, so they do not reach the parameters' gradient accumulators where DDP's
+    reducer hooks sit; the outer ``backward`` (through every inner step when second order) reaches
+    each parameter's accumulator once, and DDP all-reduces (averages) those gradients.
+    """
+
+    def __init__(self, model: ModulatedSiren | HyperModel, spec: ModulatedSiren, inner_steps: int, first_order: bool):
+        super().__init__()
+        self.model = model
+        self.__dict__["spec"] = spec  # part of ``model``, not registered a second time
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+
+    def forward(self, coords: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        net = _network(self.model, keep_graph=True)
+        phi = _adapt(net, self.spec, coords, target, self.inner_steps, None, True, self.first_order)
+        return per_signal_mse(net(coords, phi), target).mean()
+
+
+def _setup_distributed(
+    where: str, model: Any, coords: torch.Tensor, values: torch.Tensor, batch_size: int, distributed: bool | None
+) -> tuple[bool, int, int]:
+    """``(use DDP, rank, world size)`` for :func:`meta_train`; checks the batch and the data agree."""
+    if distributed is not None and not isinstance(distributed, bool):
+        raise HyperprojError(f"hyperproj.modulation.{where}: distributed must be None, True or False, got {distributed!r}")
+    if distributed is False:
+        return False, 0, 1
+    if _distributed.launched_by_torchrun():
+        _distributed.init_from_env(next(model.parameters()).device)
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed is None and not _distributed.is_distributed():
+        return False, 0, 1
+    if not initialized:
+        raise HyperprojError(
+            f"hyperproj.modulation.{where}: distributed=True needs torchrun (e.g. `torchrun "
+            "--nproc-per-node=2 train.py`) or an initialised torch.distributed process group; found neither"
+        )
+    rank, world = _distributed.rank(), _distributed.world_size()
+    if batch_size % world:
+        raise HyperprojError(
+            f"hyperproj.modulation.{where}: batch_size={batch_size} is not divisible by the number of "
+            f"processes ({world}); each process takes batch_size / {world} signals of every global batch, "
+            f"so pass a multiple of {world}"
+        )
+    # every rank must train on the same data, or the global batches would differ between ranks
+    mine = (tuple(coords.shape), tuple(values.shape), float(coords.double().sum()), float(values.double().sum()))
+    theirs: list[Any] = [None] * world
+    torch.distributed.all_gather_object(theirs, mine)
+    if any(t != theirs[0] for t in theirs):
+        raise HyperprojError(
+            f"hyperproj.modulation.{where}: every process must pass the same coords and values; "
+            f"(coords shape, values shape, sums) per rank: {theirs}"
+        )
+    return True, rank, world
+
+
 def meta_train(
     model: ModulatedSiren,
     coords: torch.Tensor,
@@ -330,6 +392,7 @@ def meta_train(
     resume: bool = True,
     progress: bool = True,
     grad_clip: float | None = 1.0,
+    distributed: bool | None = None,
 ) -> MetaHistory:
     """Meta-learn ``model`` (weights, hypernetwork, ``latent_init``, ``inner_lr``) on ``values``.
 
@@ -346,6 +409,21 @@ def meta_train(
     optimizer and history are written there (``torch.save``, atomically). With ``resume=True`` an
     existing checkpoint for the same model kind and config is loaded and training continues from
     its step (a checkpoint for a different model raises). Shows a tqdm bar when ``progress``.
+
+    ``distributed``: data-parallel training over the processes of ``torchrun`` with
+    :class:`torch.nn.parallel.DistributedDataParallel`. ``None`` (default) uses it when this
+    process was launched by ``torchrun`` (the default process group is then initialised from its
+    environment, gloo for a CPU model, NCCL for a CUDA one, unless already initialised) or a
+    process group of several processes is initialised; ``True`` requires it; ``False`` trains
+    alone even then. Every rank passes the same ``coords``, ``values`` and arguments; every rank
+    draws the same global batch of ``batch_size`` signals per step and takes its contiguous slice
+    of ``batch_size / world_size`` signals (``batch_size`` must be divisible by the world size),
+    runs the inner loop on it, and DDP averages the outer gradients, so the run follows the
+    one-process run with the same ``batch_size`` (to float rounding). Only rank 0 shows progress
+    and writes the checkpoint (on resume, rank 0 reads it and sends it to the others); the
+    returned history's ``step`` and ``psnr`` (of the global batch) are the same on every rank,
+    ``seconds`` is each rank's own clock. A script that calls ``meta_train`` runs on two processes
+    as ``OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node=2 train.py``, unchanged.
 
     Examples:
         >>> from hyperproj.modulation import GatedSiren
@@ -368,6 +446,7 @@ def meta_train(
         raise HyperprojError(
             f"hyperproj.modulation.meta_train: inner_lr_lr must be a number >= 0, got {inner_lr_lr!r}"
         )
+    ddp, rank, world = _setup_distributed(where, model, coords, values, batch_size, distributed)
     doh = isinstance(model, HyperModel)
     special = [spec.log_inner_lr] + ([model.latent] if doh else [])
     others = [p for p in model.parameters() if p.requires_grad and not any(p is q for q in special)]
@@ -378,8 +457,14 @@ def meta_train(
     history = MetaHistory()
     start = 0
     path = Path(checkpoint) if checkpoint is not None else None
-    if path is not None and resume and path.is_file():
+    state = None
+    if path is not None and resume and rank == 0 and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
+    if ddp:  # the checkpoint may exist on rank 0's machine only
+        box = [state]
+        torch.distributed.broadcast_object_list(box, src=0)
+        state = box[0]
+    if state is not None:
         theirs_doh = state.get("doh")
         mine_doh = _doh_summary(model)
         if state.get("kind") != spec.kind or state.get("config") != spec.config or theirs_doh != mine_doh:
@@ -402,8 +487,21 @@ def meta_train(
         idx = torch.from_numpy(_batch_indices(seed, 1 << 40, len(values), min(64, len(values))))
         calibrate_inner_lr(model, coords, values[idx], inner_steps)
 
+    step_loss = _MetaLoss(model, spec, inner_steps, first_order)
+    if ddp:  # one forward (the whole inner loop) and one backward per outer step
+        device = next(model.parameters()).device
+        ddp_cls = torch.nn.parallel.DistributedDataParallel
+        # buffers (a D'OH base's offsets) are set from the seed and never change: sync them once at
+        # construction, not before every forward (the keyword was renamed in PyTorch 2.13)
+        keyword = "forward_sync_buffers"
+        if keyword not in inspect.signature(ddp_cls).parameters:
+            keyword = "broadcast_buffers"
+        ids = [device] if device.type == "cuda" else None
+        step_loss = ddp_cls(step_loss, device_ids=ids, **{keyword: False})
+    local = batch_size // world
+
     def save(step: int) -> None:
-        if path is None:
+        if path is None or rank != 0:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -423,7 +521,7 @@ def meta_train(
         os.replace(tmp, path)
 
     bar = None
-    if progress and start < steps:
+    if progress and start < steps and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, initial=start, desc=f"meta-train {spec.kind} d={spec.latent_dim}", leave=False)
@@ -431,16 +529,21 @@ def meta_train(
     t0 = time.perf_counter()
     for step in range(start, steps):
         idx = torch.from_numpy(_batch_indices(seed, step, len(values), batch_size))
-        target = values[idx]
-        net = _network(model, keep_graph=True)
-        phi = _adapt(net, spec, coords, target, inner_steps, None, True, first_order)
-        loss = per_signal_mse(net(coords, phi), target).mean()
+        target = values[idx[rank * local : (rank + 1) * local]]  # this rank's slice of the global batch
+        # Each rank's loss is the mean over its slice; DDP averages the gradients over the equal
+        # slices, which is the gradient of the mean over the global batch (the one-process loss).
+        loss = step_loss(coords, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
-        mse = float(loss.detach())
+        shown = loss.detach()
+        if ddp:  # the global batch's mean MSE, the same on every rank
+            shown = shown.clone()
+            torch.distributed.all_reduce(shown)
+            shown = shown / world
+        mse = float(shown)
         history.step.append(step + 1)
         history.psnr.append(10 * math.log10(1.0 / mse) if mse > 0 else math.inf)
         history.seconds.append(elapsed + time.perf_counter() - t0)
@@ -452,7 +555,7 @@ def meta_train(
             save(step + 1)
     if bar is not None:
         bar.close()
-    if start < steps or (path is not None and not path.is_file()):
+    if start < steps or (path is not None and rank == 0 and not path.is_file()):
         save(max(steps, start))
     model.eval()
     return history
