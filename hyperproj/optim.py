@@ -56,7 +56,14 @@ def find_hypermodel(model: nn.Module) -> HyperModel | None:
         >>> find_hypermodel(torch.nn.Sequential(hyper)) is hyper
         True
     """
-    return next((m for m in model.modules() if isinstance(m, HyperModel)), None)
+    return next((m for m in model.modules() if isinstance(m, HyperModel) or _batched_latents(m)), None)
+
+
+def _batched_latents(module: nn.Module) -> bool:
+    """A batch of HyperModels trained together (:class:`hyperproj.codec.batch.LatentBatch`): it has
+    the latent, the capture of weight gradients and ``latent_vjp`` that this optimizer uses."""
+    return all(callable(getattr(module, a, None)) for a in ("capture_weight_grads", "latent_vjp")) and \
+        isinstance(getattr(module, "latent", None), nn.Parameter)
 
 
 class WeightSpaceAdam(torch.optim.Adam):

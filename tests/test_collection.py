@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -20,6 +21,15 @@ from hyperproj.codec.collection import MANIFEST, expand_inputs, read_signal
 
 STEPS = 25
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as the subprocesses here get: pytest-xdist already runs 2 workers on 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +187,54 @@ def test_torchrun_two_processes_match_one_process_byte_for_byte(images, tmp_path
     for rec in records:
         name = Path(rec["output"]).name
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+# ---------------------------------------------------------------- many signals in one process
+def _plans(n: int, **options):
+    from hyperproj.inr import Siren
+
+    return [hyperproj.reparametrize(Siren(2, 12, 2, 3), 120, seed=3, latent_scale="offset", **options) for _ in range(n)]
+
+
+@pytest.mark.parametrize("projection", ["dense", "fastfood"])
+def test_latent_batch_runs_every_model_and_trains_each_as_alone(projection):
+    from hyperproj.codec.batch import LatentBatch, fit_together
+    from hyperproj.inr import ImageSignal, fit
+
+    gen = torch.Generator().manual_seed(0)
+    signals = [ImageSignal(torch.rand(12, 12, 3, generator=gen)) for _ in range(3)]
+    alone = _plans(3, projection=projection)  # each with its own random starting biases
+    together = [copy.deepcopy(h) for h in alone]
+    x = signals[0].coords
+    out = LatentBatch(together)(x)
+    for k, hyper in enumerate(together):
+        torch.testing.assert_close(out[:, 3 * k:3 * k + 3], hyper(x), atol=1e-6, rtol=1e-5)
+    opts = dict(progress=False, restore_best=False, warmup=0, eval_every=1000)
+    for hyper, sig in zip(alone, signals):  # WeightSpaceAdam, as compress trains
+        fit(hyper, sig, 15, lr=2e-3, **opts)
+    fit_together(together, signals, 15, lr=2e-3, **opts)
+    for a, b in zip(alone, together):
+        torch.testing.assert_close(a.latent, b.latent, atol=2e-4, rtol=1e-3)
+        for p, q in zip(a.base.parameters(), b.base.parameters()):
+            torch.testing.assert_close(p, q, atol=2e-4, rtol=1e-3)
+
+
+def test_latent_batch_refuses_models_of_different_plans():
+    from hyperproj.codec.batch import LatentBatch
+    from hyperproj.inr import Siren
+
+    other = hyperproj.reparametrize(Siren(2, 12, 2, 3), 120, seed=4, latent_scale="offset")
+    with pytest.raises(HyperprojError, match="another plan than HyperModel 0"):
+        LatentBatch([*_plans(1), other])
+
+
+def test_compress_many_trains_same_sized_images_together(images, tmp_path):
+    res = hyperproj.compress_many(images, tmp_path / "out", bpp=8.0, steps=STEPS, progress=False, batch=3)
+    assert res.failed == 0
+    assert [r.get("batch") for r in res.records] == [3, 3, 3, None]  # 4 images: a batch of 3, then one
+    single = hyperproj.compress_many(images, tmp_path / "single", bpp=8.0, steps=STEPS, progress=False)
+    for rec, ref in zip(res.records, single.records):
+        decoded = hyperproj.decompress(rec["output"])
+        assert rec["bpp"] <= 8.0
+        assert rec["psnr"] == pytest.approx(read_signal(rec["input"]).evaluate(decoded)["psnr"], abs=1e-6)
+        assert abs(rec["psnr"] - ref["psnr"]) < 1.0, (rec, ref)  # trained together ~ trained alone

@@ -16,15 +16,14 @@ to do, the same split on every rank: no scheduler of our own), each rank writes 
 A rank that dies leaves its finished files and records behind; a rerun completes the rest.
 
 Examples:
-    >>> expand_inputs(["no-such-dir/*.png"])
+    >>> compress_many([], "out")
     Traceback (most recent call last):
     ...
-    hyperproj._errors.HyperprojError: hyperproj.compress_many: input 'no-such-dir/*.png' matches no file
+    hyperproj._errors.HyperprojError: hyperproj.compress_many: no image or .wav file in []
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -36,102 +35,19 @@ from typing import Any
 
 from .. import _distributed
 from .._errors import HyperprojError
-from ..inr.signals import AudioSignal, ImageSignal, Signal
+from ..inr.signals import ImageSignal, Signal
 from .format import read_container
+from .inputs import AUDIO_SUFFIXES, expand_inputs, output_paths, read_signal
 
 __all__ = ["CollectionResult", "compress_many", "expand_inputs", "read_signal", "MANIFEST"]
 
 MANIFEST = "manifest.jsonl"
 """The manifest's file name inside the output folder."""
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
-AUDIO_SUFFIXES = (".wav",)
 _WHERE = "hyperproj.compress_many"
 
 
 def _error(message: str) -> HyperprojError:
     return HyperprojError(f"{_WHERE}: {message}")
-
-
-def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The input files named by ``inputs``: files as given, folders by their images and ``.wav``
-    files (not recursing), glob patterns by their matches (``**`` recurses); sorted, each once.
-
-    A name that is none of these raises, as does an empty result.
-
-    Examples:
-        >>> import tempfile, pathlib
-        >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> for name in ("b.png", "a.png", "notes.txt"):
-        ...     _ = (d / name).write_bytes(b"")
-        >>> [p.name for p in expand_inputs([d])]
-        ['a.png', 'b.png']
-    """
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    found: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found += [p for p in sorted(path.iterdir())
-                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES]
-        elif path.is_file():
-            found.append(path)
-        elif glob.has_magic(str(item)):
-            matches = [Path(p) for p in sorted(glob.glob(str(item), recursive=True)) if Path(p).is_file()]
-            if not matches:
-                raise _error(f"input {str(item)!r} matches no file")
-            found += matches
-        else:
-            raise _error(f"input {str(item)!r} is not a file, a folder or a glob pattern that matches")
-    unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p.resolve()))
-    if not unique:
-        raise _error(f"no image or .wav file in {[str(i) for i in inputs]!r}")
-    return unique
-
-
-def read_signal(path: str | os.PathLike, resize: int | None = None, where: str = _WHERE) -> Signal:
-    """The signal in the file at ``path``: an image (Pillow), or audio (``.wav``); ``resize`` makes an
-    image's longer side that many pixels. Errors name ``where``, the file and what was expected.
-
-    Examples:
-        >>> read_signal("missing.png")
-        Traceback (most recent call last):
-        ...
-        hyperproj._errors.HyperprojError: hyperproj.compress_many: no such file 'missing.png'
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise HyperprojError(f"{where}: no such file {str(path)!r}")
-    suffix = path.suffix.lower()
-    if suffix in AUDIO_SUFFIXES:
-        try:
-            return AudioSignal.from_file(path)
-        except HyperprojError:
-            raise
-        except Exception as err:  # noqa: BLE001 - wave raises several types
-            raise HyperprojError(f"{where}: cannot read audio {str(path)!r}: {err}") from None
-    try:
-        signal = ImageSignal.from_file(path)
-    except HyperprojError:
-        raise
-    except Exception as err:  # noqa: BLE001 - Pillow raises many types
-        kinds = ", ".join(IMAGE_SUFFIXES + AUDIO_SUFFIXES)
-        raise HyperprojError(f"{where}: cannot read {str(path)!r} as an image ({type(err).__name__}: {err}); "
-                     f"expected an image or audio file ({kinds})") from None
-    return signal.resize(resize) if resize else signal
-
-
-def _outputs(paths: Sequence[Path], out_dir: Path) -> list[Path]:
-    """``OUT/<stem>.hpz`` per input; two inputs with one stem are refused before any work."""
-    outs: dict[Path, Path] = {}
-    for p in paths:
-        out = out_dir / (p.stem + ".hpz")
-        if out in outs:
-            raise _error(f"inputs {str(outs[out])!r} and {str(p)!r} would both be written to {str(out)!r}; "
-                         "rename one or compress them into different folders")
-        outs[out] = p
-    return list(outs)
 
 
 def _valid_file(path: Path) -> bool:
@@ -243,7 +159,6 @@ def _record_from_file(path: Path, out: Path, resize: int | None) -> dict[str, An
 def _compress_one(path: Path, out: Path, bpp: float, resize: int | None, settings: dict[str, Any],
                   baselines: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
     """Compress one input into ``out``; the record says what happened (never raises for bad input)."""
-    from .baselines import classic_at_rate
     from .pipeline import compress
 
     tic = time.perf_counter()
@@ -251,17 +166,73 @@ def _compress_one(path: Path, out: Path, bpp: float, resize: int | None, setting
                            "rank": _distributed.rank()}
     try:
         signal = read_signal(path, resize)
-        res = compress(signal, bpp, **options)
-        _write_atomic(out, res.data)
-        rep = res.report
-        rec.update(status="ok", bytes=len(res.data), bpp=rep.get("bpp"), psnr=rep.get("psnr"),
-                   ssim=rep.get("ssim"), seconds=rep.get("seconds"), steps=rep.get("steps"))
-        if isinstance(signal, ImageSignal) and baselines:
-            rec["baselines"] = {fmt: classic_at_rate(signal, fmt, rep["bpp"]) for fmt in baselines}
+        _ok_record(rec, out, compress(signal, bpp, **options), signal, baselines)
     except Exception as err:  # noqa: BLE001 - one bad input must not stop the collection
         message = str(err) if isinstance(err, HyperprojError) else f"{type(err).__name__}: {err}"
         rec.update(status="failed", error=message, seconds=time.perf_counter() - tic)
     return rec
+
+
+def _ok_record(rec: dict[str, Any], out: Path, res: Any, signal: Signal, baselines: Sequence[str]) -> None:
+    """Write ``res``'s file to ``out`` (atomically) and fill ``rec`` from its report."""
+    from .baselines import classic_at_rate
+
+    _write_atomic(out, res.data)
+    rep = res.report
+    rec.update(status="ok", bytes=len(res.data), bpp=rep.get("bpp"), psnr=rep.get("psnr"),
+               ssim=rep.get("ssim"), seconds=rep.get("seconds"), steps=rep.get("steps"))
+    if isinstance(signal, ImageSignal) and baselines:
+        rec["baselines"] = {fmt: classic_at_rate(signal, fmt, rep["bpp"]) for fmt in baselines}
+
+
+def _units(todo: list[tuple[Path, Path]], batch: int) -> list[list[tuple[Path, Path]]]:
+    """The units of work: single inputs, or with ``batch > 1`` runs of up to ``batch`` consecutive
+    images of one size and mode (read from the file's header), which train together."""
+    if batch <= 1:
+        return [[item] for item in todo]
+    from PIL import Image
+
+    def key(path: Path) -> Any:
+        if path.suffix.lower() in AUDIO_SUFFIXES:
+            return None
+        try:
+            with Image.open(path) as img:
+                return img.size, img.mode
+        except Exception:  # noqa: BLE001 - unreadable: a unit of its own, whose record says why
+            return None
+
+    units: list[list[tuple[Path, Path]]] = []
+    last = object()
+    for item in todo:
+        k = key(item[0])
+        if k is not None and k == last and len(units[-1]) < batch:
+            units[-1].append(item)
+        else:
+            units.append([item])
+        last = k
+    return units
+
+
+def _compress_unit(unit: list[tuple[Path, Path]], bpp: float, resize: int | None, settings: dict[str, Any],
+                   baselines: Sequence[str], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """One input (:func:`_compress_one`), or several trained together
+    (:func:`~hyperproj.codec.pipeline.compress_together`); a batch that fails goes one at a time."""
+    if len(unit) == 1:
+        return [_compress_one(*unit[0], bpp, resize, settings, baselines, options)]
+    from .pipeline import compress_together
+
+    try:
+        signals = [read_signal(path, resize) for path, _ in unit]
+        results = compress_together(signals, bpp, **options)
+        records = []
+        for (path, out), signal, res in zip(unit, signals, results):
+            rec = {"input": str(path), "output": str(out), "settings": settings, "rank": _distributed.rank(),
+                   "batch": len(unit)}
+            _ok_record(rec, out, res, signal, baselines)
+            records.append(rec)
+        return records
+    except Exception:  # noqa: BLE001 - each input again on its own, with its own record
+        return [_compress_one(path, out, bpp, resize, settings, baselines, options) for path, out in unit]
 
 
 def compress_many(
@@ -271,6 +242,7 @@ def compress_many(
     *,
     resize: int | None = None,
     resume: bool = True,
+    batch: int = 1,
     baselines: Sequence[str] = (),
     progress: bool = True,
     **options: Any,
@@ -283,6 +255,9 @@ def compress_many(
         bpp: the budget of every file (see :func:`~hyperproj.codec.compress`).
         resize: make every image's longer side this many pixels first.
         resume: skip inputs whose file exists, reads (CRC) and was made with the same settings.
+        batch: train up to this many consecutive same-sized images together
+            (:func:`~hyperproj.codec.pipeline.compress_together`; fixed ``steps`` only). Default 1:
+            measured no faster on a CPU (docs/collections.md).
         baselines: Pillow formats (``"JPEG"``, ``"WEBP"``, ``"JPEG2000"``) to encode each image
             with at the rate its file reached, for the summary table.
         progress: a progress bar over the inputs (rank 0 only).
@@ -314,9 +289,11 @@ def compress_many(
     unknown = [b for b in baselines if b not in ("JPEG", "WEBP", "JPEG2000")]
     if unknown:
         raise _error(f"baselines must be among ('JPEG', 'WEBP', 'JPEG2000'), got {unknown!r}")
-    outs = _outputs(paths, out_dir)
+    outs = output_paths(paths, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = _settings(bpp, resize, options)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise _error(f"batch must be an int >= 1, got {batch!r}")
+    settings = _settings(bpp, resize, {**options, **({"batch": batch} if batch > 1 else {})})
     options = {**options, "progress": False}
     previous = _read_manifest(out_dir) if resume else {}
     rank, world = _distributed.rank(), _distributed.world_size()
@@ -327,21 +304,23 @@ def compress_many(
         same = rec is None or (rec.get("status") == "ok" and rec.get("settings") == settings)
         if not (resume and same and _valid_file(out)):
             todo.append((path, out))
-    start, stop = _distributed.shard_range(len(todo), rank, world)
-    mine = todo[start:stop]  # the same split on every rank: no coordination needed
+    units = _units(todo, batch)
+    start, stop = _distributed.shard_range(len(units), rank, world)
+    mine = units[start:stop]  # the same split on every rank: no coordination needed
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(mine), desc=f"compress (rank 0 of {world})" if world > 1 else "compress", unit="input")
+        bar = tqdm(total=sum(map(len, mine)), desc=f"compress (rank 0 of {world})" if world > 1 else "compress",
+                   unit="input")
     with open(out_dir / f"manifest.rank{rank}.jsonl", "a") as part:
-        for path, out in mine:
-            rec = _compress_one(path, out, bpp, resize, settings, baselines, options)
-            part.write(json.dumps(rec) + "\n")
-            part.flush()
-            if bar is not None:
-                bar.set_postfix_str(f"{path.name}: {rec['status']}")
-                bar.update(1)
+        for unit in mine:
+            for rec in _compress_unit(unit, bpp, resize, settings, baselines, options):
+                part.write(json.dumps(rec) + "\n")
+                part.flush()
+                if bar is not None:
+                    bar.set_postfix_str(f"{Path(rec['input']).name}: {rec['status']}")
+                    bar.update(1)
     if bar is not None:
         bar.close()
     _distributed.barrier()

@@ -153,8 +153,10 @@ def _auto_optimizer(model: nn.Module) -> str:
     more), Adam for everything else (plain networks, unit/paper latents, wrappers around a
     HyperModel)."""
     from ..model import HyperModel
+    from ..optim import _batched_latents
 
-    if isinstance(model, HyperModel) and model.latent_scale == "offset" and model.latent.requires_grad:
+    if ((isinstance(model, HyperModel) or _batched_latents(model)) and model.latent_scale == "offset"
+            and model.latent.requires_grad):
         return "weight_space_adam"
     return "adam"
 
