@@ -121,7 +121,9 @@ def compress(
     Returns:
         :class:`CompressResult` with the *decoded* model and its metrics; ``report`` also holds
         ``unquantized`` (the trained float model's metrics: the gap is what rounding cost),
-        ``latent_bits_per_symbol`` (the coded latent's real cost) and ``recoveries`` (divergences
+        ``latent_bits_per_symbol`` (the coded latent's real cost), ``gave_up`` (the training step at which
+        a divergence past every roll-back ended training at the last healthy state; ``None``
+        normally) and ``recoveries`` (divergences
         that :func:`~hyperproj.inr.fit` rolled back, ``(step, lr factor)``) and ``steps`` (training
         steps taken, over every attempt; fine-tuning with rounding not counted).
 
@@ -220,6 +222,7 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
         job.t0 += spent * (1 - 1 / len(jobs))  # its share of the batch's training
         training = job.training
         training.steps, training.recoveries = (history.step[-1] if history.step else 0), list(history.recoveries)
+        training.gave_up = history.gave_up
         training.unquantized = job.signal.evaluate(net)
     for job, coder, net in zip(jobs, coders, nets):
         coder.first = False

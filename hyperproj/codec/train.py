@@ -62,6 +62,9 @@ def fit_defaults(signal: Signal, fit_options: Mapping[str, Any] | None) -> dict[
     """``fit_options`` completed with compress's training recipe (given entries win)."""
     fit_options = dict(fit_options or {})
     fit_options.setdefault("scheduler", "cosine")
+    # a codec must deliver a file: a divergence past every roll-back ends training at the last
+    # healthy state instead of raising (the report's "gave_up" says at which step)
+    fit_options.setdefault("on_divergence", "stop")
     if samples(signal) > 2 * _BATCH_ROWS:  # minibatches learn far more per pixel visited than full passes
         fit_options.setdefault("batch_size", _BATCH_ROWS)
         if isinstance(signal, ImageSignal) and fit_options["batch_size"] is not None:
@@ -88,6 +91,7 @@ class Training:
         self.eval_threads: int | None = None
         self.unquantized: dict[str, float] = {}
         self.recoveries: list[tuple[int, float]] = []
+        self.gave_up: int | None = None
         self.steps = 0
 
     def fit(self, net: nn.Module, steps: int, lr: float, first: bool) -> None:
@@ -123,6 +127,7 @@ class Training:
                           **job.fit_options)
             self.unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
             self.recoveries += history.recoveries
+            self.gave_up = history.gave_up if history.gave_up is not None else self.gave_up
             self.steps += history.step[-1] if history.step else 0
 
     def fine_tune(self, net: nn.Module, lr: float, rounded: Callable[[nn.Module], nn.Module],
@@ -152,6 +157,7 @@ class Training:
             return self.job.signal.evaluate(net)
 
     def report(self) -> dict[str, Any]:
-        """``recoveries`` (divergences fit rolled back), ``steps`` (over every attempt) and ``sampling``."""
-        return {"recoveries": self.recoveries, "steps": self.steps,
+        """``recoveries`` (divergences fit rolled back), ``gave_up`` (the step a divergence past every
+        roll-back ended training at, or None), ``steps`` (over every attempt) and ``sampling``."""
+        return {"recoveries": self.recoveries, "gave_up": self.gave_up, "steps": self.steps,
                 "sampling": str(self.job.fit_options.get("sampling", "uniform"))}

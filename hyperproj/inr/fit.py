@@ -60,6 +60,8 @@ class FitHistory:
     best_index: int | None = None
     stopped_early: bool = False
     recoveries: list[tuple[int, float]] = field(default_factory=list)
+    gave_up: int | None = None
+    """With ``on_divergence="stop"``: the step at which a divergence past ``recover`` ended training."""
 
     def record(self, step: int, loss: float, metrics: dict[str, float], seconds: float) -> bool:
         """Append one evaluation; returns whether it is the best so far."""
@@ -343,6 +345,7 @@ def fit(
     sampling: str | ErrorSampling = "uniform",
     warmup: int | None = None,
     adapt_threads: bool = True,
+    on_divergence: str = "raise",
 ) -> FitHistory:
     """Fit ``model`` to ``signal`` for ``steps`` optimizer steps; keep and restore the best state.
 
@@ -387,7 +390,11 @@ def fit(
             kept every 100 steps while the loss is within 2× the lowest — halves every learning
             rate and goes on (SIREN at lr 1e-3 sits at the edge of stability: in 300 s compresses
             of the 16 Kodak images, kodim02 once blew up and kodim13 once collapsed to a flat
-            image). After ``recover`` roll-backs the next divergence raises.
+            image). After ``recover`` roll-backs the next divergence raises, or with
+            ``on_divergence="stop"`` rolls back once more and ends training there.
+        on_divergence: ``"raise"`` (default) or ``"stop"``: what a divergence past ``recover``
+            does. ``"stop"`` (what :func:`~hyperproj.codec.compress` uses: a codec must deliver a
+            file) keeps the last healthy state, evaluates it, sets ``history.gave_up`` and returns.
         sampling: how minibatch rows are drawn: ``"uniform"`` (every row once per epoch) or
             ``"error"`` / an :class:`ErrorSampling` (rows drawn more often where their last seen
             loss is high, the loss importance-weighted; measured faster to a given PSNR on images,
@@ -424,6 +431,8 @@ def fit(
             f"OccupancySignal, ...), got {type(signal).__name__}"
         )
     _check_positive_int("steps", steps)
+    if on_divergence not in ("raise", "stop"):
+        raise HyperprojError(f"hyperproj.fit: on_divergence must be 'raise' or 'stop', got {on_divergence!r}")
     if isinstance(recover, bool) or not isinstance(recover, int) or recover < 0:
         raise HyperprojError(f"hyperproj.fit: recover must be an int >= 0, got {recover!r}")
     _check_positive_int("batch_size", batch_size, allow_none=True)
@@ -580,7 +589,18 @@ def fit(
             step += 1
             if step % _GUARD_EVERY == 0:
                 window = float(loss_sum - guard_sum) / max(loss_count - guard_count, 1)
-                if guard.check(step, window):
+                try:
+                    rolled = guard.check(step, window)
+                except _Exhausted:
+                    if on_divergence == "raise":
+                        raise
+                    guard.restore()  # the last healthy state, measured and kept if best; no more training
+                    history.gave_up = step
+                    if history.record(step, math.nan, signal.evaluate(model), train_seconds) and restore_best:
+                        best_state = _snapshot(model)
+                    history.stopped_early = True
+                    break
+                if rolled:
                     history.recoveries.append((step, guard.factor))
                     loss_sum.zero_()
                     loss_count = 0
@@ -787,6 +807,10 @@ _GUARD_STALL_CHECKS = 10
 _GUARD_PROGRESS = 0.01
 
 
+class _Exhausted(HyperprojError):
+    """A divergence after every allowed roll-back (``fit``'s ``recover``)."""
+
+
 class _DivergenceGuard:
     """Rolls ``fit`` back to the last healthy state when the training loss blows up."""
 
@@ -830,21 +854,27 @@ class _DivergenceGuard:
                 self.saved = self._save()
             return False
         if self.rollbacks >= self.budget:
-            raise HyperprojError(
+            raise _Exhausted(
                 f"hyperproj.fit: the loss became {window:.4g} at step {step} after {self.rollbacks} "
                 f"roll-back(s); lower lr (now {self.opt.param_groups[0]['lr']:g})"
             )
         self.rollbacks += 1
         self.factor *= 0.5
+        self.restore()
+        for group in self.opt.param_groups:
+            group["lr"] *= 0.5
+        if self.sched is not None and hasattr(self.sched, "base_lrs"):  # LambdaLR & co. recompute from these
+            self.sched.base_lrs = [b * 0.5 for b in self.sched.base_lrs]
+        return True
+
+    def restore(self) -> None:
+        """Load the last healthy parameters and optimizer state (the current learning rates kept)."""
         self.flat_run = self.since_best = 0
         lrs = [group["lr"] for group in self.opt.param_groups]
         self.model.load_state_dict(self.saved[0])
         self.opt.load_state_dict(self.saved[1])
         for group, lr in zip(self.opt.param_groups, lrs):
-            group["lr"] = lr * 0.5
-        if self.sched is not None and hasattr(self.sched, "base_lrs"):  # LambdaLR & co. recompute from these
-            self.sched.base_lrs = [b * 0.5 for b in self.sched.base_lrs]
-        return True
+            group["lr"] = lr
 
 
 def _constant_loss(signal: Signal) -> float:
