@@ -95,6 +95,18 @@ def test_audio_fit_improves_psnr():
     assert hist.best[1] >= before + 10.0
 
 
+def test_fit_on_divergence_stop_keeps_the_last_healthy_state(crop32):
+    # the blow-up of the test above with no roll-back left: "stop" ends training at the state
+    # saved before it instead of raising, evaluates it and says where it gave up
+    model = _BlowsUpOnce(at_call=25)
+    hist = fit(model, crop32, steps=150, lr=1e-3, progress=False, eval_every=10, recover=0, on_divergence="stop")
+    assert hist.gave_up == 30 and hist.stopped_early and hist.step[-1] == 30
+    assert hist.metric[-1] > 10  # the healthy state (the wreck's loss of ~41 is about -16 dB)
+    assert crop32.evaluate(model)["psnr"] == pytest.approx(hist.best[1], abs=1e-4)
+    with pytest.raises(HyperprojError, match="on_divergence must be 'raise' or 'stop'"):
+        fit(model, crop32, steps=1, progress=False, on_divergence="ignore")
+
+
 @pytest.mark.slow
 def test_occupancy_fit_real_mesh_iou():
     # Stanford bunny (CGAL copy), 20k points (half near the surface), IoU on a 64^3 grid.
