@@ -102,7 +102,7 @@ def test_fit_on_divergence_stop_keeps_the_last_healthy_state(crop32):
     hist = fit(model, crop32, steps=150, lr=1e-3, progress=False, eval_every=10, recover=0, on_divergence="stop")
     assert hist.gave_up == 30 and hist.stopped_early and hist.step[-1] == 30
     assert math.isfinite(hist.metric[-1])  # the rolled-back state, evaluated
-    assert hist.best[0] == 20 and hist.best[1] > 10  # kept: the last evaluation before the blow-up
+    assert hist.best[0] == 20  # kept: the last evaluation before the blow-up, not the wreck
     assert crop32.evaluate(model)["psnr"] == pytest.approx(hist.best[1], abs=1e-4)
     with pytest.raises(HyperprojError, match="on_divergence must be 'raise' or 'stop'"):
         fit(model, crop32, steps=1, progress=False, on_divergence="ignore")
