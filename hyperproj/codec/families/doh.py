@@ -79,7 +79,8 @@ def default_model(signal: Any, latent_dim: int | None = None) -> nn.Module:
     width 8 (latents under ~715 values: files of under ~1 KB), the network has 3 hidden layers
     instead of 9, narrowed by the same rule (measured, 3 photos × 32 px at 4 bpp, 64 px at 1, 48 px
     at 2, 96 px at 0.5, 400 steps: 9 × 8 gave means of 11.4 / 11.4 / 14.8 / 13.6 dB — it often
-    diverged — and 3 × 8 gave 17.9 / 17.8 / 18.0 / 17.4; 7, 5 and 4 layers fell in between).
+    diverged — and this rule 17.4 / 16.7 / 17.0 / 16.4 (a 3 × 8 with other starting biases 17.9 /
+    17.8 / 18.0 / 17.4); 7, 5 and 4 layers fell in between).
     Audio: 5 hidden layers of width 64, first ω = 3000. Occupancy: 9 × 40, 6 Fourier frequencies.
 
     Examples:
