@@ -205,6 +205,7 @@ def test_latent_batch_runs_every_model_and_trains_each_as_alone(projection):
     signals = [ImageSignal(torch.rand(12, 12, 3, generator=gen)) for _ in range(3)]
     alone = _plans(3, projection=projection)  # each with its own random starting biases
     together = [copy.deepcopy(h) for h in alone]
+    starts = [{n: p.detach().clone() for n, p in h.named_parameters()} for h in alone]
     x = signals[0].coords
     out = LatentBatch(together)(x)
     for k, hyper in enumerate(together):
@@ -213,10 +214,12 @@ def test_latent_batch_runs_every_model_and_trains_each_as_alone(projection):
     for hyper, sig in zip(alone, signals):  # WeightSpaceAdam, as compress trains
         fit(hyper, sig, 15, lr=2e-3, **opts)
     fit_together(together, signals, 15, lr=2e-3, **opts)
-    for a, b in zip(alone, together):
-        torch.testing.assert_close(a.latent, b.latent, atol=2e-4, rtol=1e-3)
-        for p, q in zip(a.base.parameters(), b.base.parameters()):
-            torch.testing.assert_close(p, q, atol=2e-4, rtol=1e-3)
+    for a, b, start in zip(alone, together, starts):
+        # the same trajectory up to float rounding (batched against single matrix products, which
+        # Adam's normalised steps amplify a little): within 2 % of the distance training moved
+        for name, p in a.named_parameters():
+            q, p0 = dict(b.named_parameters())[name], start[name]
+            assert float((p - q).norm()) <= 0.02 * float((p - p0).norm()) + 1e-7, name
 
 
 def test_latent_batch_refuses_models_of_different_plans():
