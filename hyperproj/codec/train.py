@@ -65,6 +65,8 @@ def fit_defaults(signal: Signal, fit_options: Mapping[str, Any] | None) -> dict[
     # a codec must deliver a file: a divergence past every roll-back ends training at the last
     # healthy state instead of raising (the report's "gave_up" says at which step)
     fit_options.setdefault("on_divergence", "stop")
+    # fixed steps too: on a busy 2-core machine two threads ran a step ~20x slower than one
+    fit_options.setdefault("adapt_threads", "always")
     if samples(signal) > 2 * _BATCH_ROWS:  # minibatches learn far more per pixel visited than full passes
         fit_options.setdefault("batch_size", _BATCH_ROWS)
         if isinstance(signal, ImageSignal) and fit_options["batch_size"] is not None:
