@@ -8,6 +8,7 @@ module registers it (``compress(..., family=NAME)``; ``decompress`` finds it fro
 """
 
 from . import doh  # noqa: F401  (registers "doh")
+from . import grid  # noqa: F401  (registers "grid")
 from .registry import (
     DEFAULT_FAMILY,
     Family,

@@ -1,0 +1,351 @@
+"""The latent-grid family (``"grid"``): Cool-chic / C3 style image coding with
+:class:`~hyperproj.inr.LatentGrid` — latent pyramid, tiny synthesis, autoregressive entropy model.
+
+* **Model for a signal and a budget.** A :class:`~hyperproj.inr.LatentGrid` the image's size
+  (7 levels, synthesis ``levels → 24 → 24 → C``, ARM ``12 → 16 → 16 → 2``; ``levels``,
+  ``hidden``, ``arm_hidden`` options override).
+* **Training.** :func:`~hyperproj.inr.fit_grid` under the clock (or ``steps``): MSE + λ·rate,
+  noise then straight-through rounding, λ steered towards the bit budget (96 % of it, less the
+  networks' and header's estimated bits).
+* **Parts stored.** Each latent level as one rANS stream under the integer ARM's per-latent
+  probabilities (:mod:`hyperproj.codec._arm_coding`); the synthesis and the ARM as integers at a
+  power-of-two step chosen per file (the step that minimises MSE + λ·bits for the synthesis, the
+  latent + ARM bits for the ARM), entropy coded with :func:`hyperproj.codec.entropy.encode`.
+* **Bit-exact decoding.** Integer latents, integer ARM, IEEE-exact CDF, integer synthesis and
+  upsampling (:mod:`hyperproj.inr._grid_int`): the same pixels on every machine and thread count.
+* **Over budget.** Training again for a while with λ raised (time permitting), else zeroing the
+  finest non-zero latent level until the file fits.
+
+Header fields: ``c`` (model config), ``v`` (grid format version, 1), ``A`` (each level's largest
+|latent|, 0 = all zero and no stream), ``qs``/``qa`` (network steps ``2**-q``), ``ns``/``na``
+(network alphabets), ``x`` (signal metadata). Sections: ``s`` (synthesis), ``a`` (ARM),
+``l0``… (latent levels, finest first).
+
+Examples:
+    >>> from hyperproj.inr import LatentGrid
+    >>> net = LatentGrid(8, 8, levels=2, hidden=(8,), arm_hidden=4)
+    >>> blob = encode_grid(net, 8, 8, {"i": [8, 8, 3]})
+    >>> decoded = decode_grid(*read_container(blob))
+    >>> decoded.decoded_pixels.shape
+    (8, 8, 3)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...inr import _grid_int as gi
+from ...inr.latent_grid import LatentGrid, fit_grid
+from ...inr.signals import ImageSignal
+from .. import _arm_coding as ac
+from ..entropy import decode as decode_symbols
+from ..entropy import encode as encode_symbols
+from ..format import error, read_container
+from ..signals import signal_meta
+from .registry import Family, register_family, write_file
+
+__all__ = ["Grid", "encode_grid", "decode_grid", "GRID_VERSION"]
+
+GRID_VERSION = 1
+"""The grid family's own layout version (header ``v``)."""
+
+_MAX_PIXELS = 1 << 26
+_MAX_ALPHABET = 1 << 12
+_HEADER_GUESS_BYTES = 160
+_NET_BITS_GUESS = 7.0
+
+
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v < 0, -2 * v - 1, 2 * v)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    return np.where(z % 2 == 1, -(z + 1) // 2, z // 2)
+
+
+def _net_code(layers: list) -> tuple[bytes, int] | None:
+    """The integers of fixed-point layers coded with the library's rANS (``None``: too wide)."""
+    ints = np.concatenate([np.concatenate([w.reshape(-1), b.reshape(-1)]) for w, _, b in layers])
+    z = _zigzag(ints)
+    alphabet = int(z.max()) + 1 if z.size else 1
+    if alphabet > 1 << 16:
+        return None
+    return encode_symbols(z, alphabet, "rans"), alphabet
+
+
+def _net_decode(data: bytes, shapes: list[tuple[int, int]], q: int, alphabet: int) -> list:
+    count = sum(o * i + o for o, i in shapes)
+    z = decode_symbols(data, count, alphabet, "rans")
+    ints = _unzigzag(z.astype(np.int64))
+    out, pos = [], 0
+    for o, i in shapes:
+        w = ints[pos : pos + o * i].reshape(o, i)
+        pos += o * i
+        b = ints[pos : pos + o]
+        pos += o
+        out.append((w, q, b))
+    return out
+
+
+def _shapes(net: nn.ModuleList) -> list[tuple[int, int]]:
+    return [(m.out_features, m.in_features) for m in net]
+
+
+def encode_grid(net: LatentGrid, q_synthesis: int, q_arm: int, meta: Any = None,
+                latents: list[np.ndarray] | None = None) -> bytes:
+    """The ``.hpz`` bytes of ``net`` with its networks at steps ``2**-q_synthesis``, ``2**-q_arm``
+    (``latents``: integer grids to store instead of the rounded latents).
+
+    Examples:
+        >>> from hyperproj.inr import LatentGrid
+        >>> encode_grid(LatentGrid(4, 4, levels=2, hidden=(4,), arm_hidden=4), 8, 8)[:3]
+        b'HPZ'
+    """
+    header, sections = _store(net, q_synthesis, q_arm, meta, latents)
+    return write_file("grid", header, sections, 2)
+
+
+def _store(net: LatentGrid, q_syn: int, q_arm: int, meta: Any, latents: list[np.ndarray] | None):
+    lat = net.integer_latents() if latents is None else latents
+    alphabets = [int(np.abs(q).max()) if q.size else 0 for q in lat]
+    if max(alphabets) > _MAX_ALPHABET:
+        raise error(f"grid: a latent reached {max(alphabets)}, past the coder's bound {_MAX_ALPHABET}")
+    syn = net.integer_layers("synthesis", q_syn)
+    arm = net.integer_layers("arm", q_arm)
+    sc, ar = _net_code(syn), _net_code(arm)
+    if sc is None or ar is None:
+        raise error("grid: a network weight is too large for its step; use a coarser step (smaller q)")
+    header = {"c": dict(net.config), "v": GRID_VERSION, "A": alphabets, "qs": q_syn, "qa": q_arm,
+              "ns": sc[1], "na": ar[1]}
+    if meta is not None:
+        header["x"] = meta
+    sections = {"s": sc[0], "a": ar[0]}
+    for k, (q, a) in enumerate(zip(lat, alphabets)):
+        if a:
+            sections[f"l{k}"] = ac.encode_level(q, a, arm)
+    return header, sections
+
+
+def _int_field(h: Mapping[str, Any], key: str, low: int, high: int, what: str) -> int:
+    v = h.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+        raise error(f"grid file header field {key!r} ({what}) must be an int in [{low}, {high}], found {v!r}")
+    return v
+
+
+def _parse(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> dict[str, Any]:
+    """The grid header checked field by field (every problem raises HyperprojError)."""
+    if header.get("v") != GRID_VERSION:
+        raise error(f"grid file layout version {header.get('v')!r} is not the one this hyperproj reads ({GRID_VERSION})")
+    cfg = header.get("c")
+    keys = {"height", "width", "channels", "levels", "hidden", "arm_hidden"}
+    if not isinstance(cfg, dict) or set(cfg) != keys:
+        raise error(f"grid file header field 'c' (model config) must be a dict with keys {sorted(keys)}, found {cfg!r}")
+    for k in ("height", "width", "channels", "levels", "arm_hidden"):
+        if isinstance(cfg[k], bool) or not isinstance(cfg[k], int):
+            raise error(f"grid file header config {k!r} must be an int, found {cfg[k]!r}")
+    if not isinstance(cfg["hidden"], list) or len(cfg["hidden"]) > 8:
+        raise error(f"grid file header config 'hidden' must be a list of at most 8 ints, found {cfg['hidden']!r}")
+    if cfg["height"] * cfg["width"] > _MAX_PIXELS if all(isinstance(cfg[k], int) for k in ("height", "width")) else True:
+        raise error(f"grid file header declares {cfg['height']}x{cfg['width']} pixels, more than {_MAX_PIXELS}")
+    levels = cfg["levels"]
+    a = header.get("A")
+    if not isinstance(a, list) or len(a) != levels or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_ALPHABET for v in a):
+        raise error(f"grid file header field 'A' must list {levels} ints in [0, {_MAX_ALPHABET}], found {a!r}")
+    out = {"config": cfg, "A": a,
+           "qs": _int_field(header, "qs", 0, gi.ACT_BITS, "synthesis step"),
+           "qa": _int_field(header, "qa", 0, gi.ACT_BITS, "ARM step"),
+           "ns": _int_field(header, "ns", 1, 1 << 16, "synthesis alphabet"),
+           "na": _int_field(header, "na", 1, 1 << 16, "ARM alphabet")}
+    expected = {"s", "a"} | {f"l{k}" for k, v in enumerate(a) if v}
+    if set(sections) != expected:
+        raise error(f"grid file sections {sorted(sections)} are not the expected {sorted(expected)}")
+    meta = header.get("x")
+    if meta is not None:
+        if not (isinstance(meta, dict) and meta.get("i") == [cfg["height"], cfg["width"], cfg["channels"]]):
+            raise error(f"grid file header field 'x' {meta!r} disagrees with the model config")
+    return out
+
+
+def decode_grid(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> LatentGrid:
+    """The decoded :class:`~hyperproj.inr.LatentGrid` of a grid file's header and sections: its
+    ``decoded_pixels`` (uint8 ``(H, W, C)``) come from integer arithmetic only, and every check
+    runs before the first pixel is computed."""
+    h = _parse(header, sections)
+    cfg = h["config"]
+    net = LatentGrid(**cfg)
+    syn = _net_decode(sections["s"], _shapes(net.synthesis), h["qs"], h["ns"])
+    arm = _net_decode(sections["a"], _shapes(net.arm), h["qa"], h["na"])
+    lat = [ac.decode_level(sections.get(f"l{k}", b""), hh, ww, a, arm)
+           for k, ((hh, ww), a) in enumerate(zip(net.sizes, h["A"]))]
+    pixels = gi.synthesize(lat, syn)
+    net.load_integer(lat, syn, arm)
+    net.set_decoded(pixels)
+    net.decoded_pixels = pixels
+    net.eval()
+    return net
+
+
+def describe_grid(header: Mapping[str, Any], sections: Mapping[str, bytes], data: bytes) -> dict[str, Any]:
+    """``info``'s report of a grid file: bytes per part (latents by level, networks, header)."""
+    h = _parse(header, sections)
+    cfg = h["config"]
+    sec = {k: len(v) for k, v in sections.items()}
+    levels = [sec.get(f"l{k}", 0) for k in range(cfg["levels"])]
+    out = {
+        "bytes": len(data), "family": "grid",
+        "header_bytes": len(data) - sum(sec.values()),
+        "latent_bytes": sum(levels), "latent_bytes_by_level": levels,
+        "synthesis_bytes": sec["s"], "arm_bytes": sec["a"],
+        "network_bytes": sec["s"] + sec["a"],
+        "section_bytes": sec,
+        "header": {"config": cfg, "alphabets": h["A"], "synthesis_step": f"2^-{h['qs']}",
+                   "arm_step": f"2^-{h['qa']}", "signal": header.get("x")},
+    }
+    out["bpp"] = 8 * len(data) / (cfg["height"] * cfg["width"])
+    return out
+
+
+@register_family("grid")
+class Grid(Family):
+    """The latent-grid family (see the module docstring). Options: ``levels``, ``hidden``,
+    ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2)."""
+
+    def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
+                 latent_dim: int | None = None, levels: int = 7, hidden: Any = (24, 24), arm_hidden: int = 16,
+                 lam: float | None = None, lr: float | None = None, **options: Any):
+        super().__init__(job, model, **options)
+        if options:
+            raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
+                        "(it knows levels, hidden, arm_hidden, lam)")
+        if not isinstance(job.signal, ImageSignal):
+            raise error(f"compress: the 'grid' family codes images, got {type(job.signal).__name__}")
+        if model is not None and not isinstance(model, LatentGrid):
+            raise error(f"compress: the 'grid' family's model must be a LatentGrid, got {type(model).__name__}")
+        h, w, c = job.signal.shape
+        levels = max(1, min(int(levels), int(math.floor(math.log2(max(h, w)))) + 1))
+        self.config = dict(model.config) if model is not None else {
+            "height": h, "width": w, "channels": c, "levels": levels, "hidden": list(hidden), "arm_hidden": arm_hidden}
+        self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
+        self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
+        self.q: tuple[int, int] | None = None
+        self.fine_share = 0.0  # > 0: a re-training after an over-budget file
+        self.zeroed = 0
+
+    # ------------------------------------------------------------------ compress
+    def build(self, previous: nn.Module | None = None) -> LatentGrid:
+        if previous is not None:
+            return previous
+        return self.model if self.model is not None else LatentGrid(**self.config)
+
+    def _reserve(self) -> float:
+        """Seconds kept for choosing steps, encoding, decoding and evaluating (measured, 1 thread)."""
+        return 3.0 + 4.0e-5 * self.job.samples
+
+    def train(self, net: LatentGrid) -> None:
+        job = self.job
+        params = sum(p.numel() for n, p in net.named_parameters() if not n.startswith("latents"))
+        fixed = 8 * _HEADER_GUESS_BYTES + _NET_BITS_GUESS * params
+        target = 0.96 * 8 * job.budget - fixed
+        left = job.left()
+        if self.fine_share:
+            budget = None if left is None else max(0.0, left - self._reserve())
+            steps = max(1, int(job.steps * self.fine_share))
+            if budget is not None and budget < 1.0:
+                return
+            fit_grid(net, job.signal, lam=self.lam, steps=steps, time_budget=budget, lr=self.lr / 10,
+                     noise_share=0.0, target_bits=max(target, 1.0), fixed_bits=fixed)
+        else:
+            budget = None if left is None else left - self._reserve()
+            if budget is not None and budget < 1.0:
+                raise error(f"compress: a time budget of {job.time_budget} s leaves no time to train the grid model")
+            hist = fit_grid(net, job.signal, lam=self.lam, steps=job.steps, time_budget=budget, lr=self.lr,
+                            target_bits=max(target, 1.0), fixed_bits=fixed)
+            self.lam = hist["final_lam"]
+            job.training.steps += hist["steps"]
+        self.q = None
+
+    def _choose_steps(self, net: LatentGrid) -> tuple[int, int]:
+        """The network steps for this file: synthesis by MSE + λ·bits, ARM by latent + ARM bits."""
+        if self.q is not None:
+            return self.q
+        lat = net.integer_latents()
+        alph = [int(np.abs(q).max()) for q in lat]
+        target = np.round(self.job.signal.image.numpy() * 255.0)
+        pixels = self.job.samples
+        best_s = None
+        for qs in range(5, 12):
+            code = _net_code(net.integer_layers("synthesis", qs))
+            if code is None:
+                continue
+            pix = gi.synthesize(lat, net.integer_layers("synthesis", qs))
+            mse = float(np.mean((pix.astype(np.float64) - target) ** 2)) / 255.0**2
+            cost = mse + self.lam * 8 * len(code[0]) / pixels
+            if best_s is None or cost < best_s[0]:
+                best_s = (cost, qs)
+        best_a = None
+        for qa in range(4, 12):
+            layers = net.integer_layers("arm", qa)
+            code = _net_code(layers)
+            if code is None:
+                continue
+            bits = 8 * len(code[0]) + sum(ac.level_bits(q, a, layers) for q, a in zip(lat, alph))
+            if best_a is None or bits < best_a[0]:
+                best_a = (bits, qa)
+        if best_s is None or best_a is None:
+            raise error("grid: no network step codes the trained weights")
+        self.q = (best_s[1], best_a[1])
+        return self.q
+
+    def store(self, net: LatentGrid) -> tuple[dict[str, Any], dict[str, bytes], int]:
+        qs, qa = self._choose_steps(net)
+        header, sections = _store(net, qs, qa, signal_meta(self.job.signal), None)
+        return header, sections, 2
+
+    def attempt(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
+        return {"bytes": len(data), "lam": self.lam, "steps": self.q, "zeroed_levels": self.zeroed}
+
+    def coarser(self, net: LatentGrid, budget: int) -> bytes | None:
+        """Zero the finest non-zero latent level, again and again, until the file fits."""
+        qs, qa = self._choose_steps(net)
+        while True:
+            nonzero = [k for k, y in enumerate(net.latents) if torch.round(y.detach()).abs().max() > 0]
+            if not nonzero:
+                return None
+            with torch.no_grad():
+                net.latents[nonzero[0]].zero_()
+            self.zeroed += 1
+            data = encode_grid(net, qs, qa, signal_meta(self.job.signal))
+            self.job.attempts.append(self.attempt(net, data))
+            if len(data) <= budget:
+                return data
+
+    def shrink(self, net: LatentGrid, data: bytes) -> None:
+        """Raise λ by how far the file is over and fine-tune with rounding for a while."""
+        over = len(data) / self.job.budget
+        if self.fine_share and self.job.left() is None and self.zeroed == 0 and over > 1.0 and self.fine_share >= 0.4:
+            self.coarser(net, self.job.budget)  # steps only, and retraining did not help: last resort
+        self.lam *= over**3 * 1.5
+        self.fine_share = min(0.4, self.fine_share + 0.15)
+
+    def report(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
+        info = describe_grid(*read_container(data), data)
+        return {"lam": self.lam, "latent_bytes": info["latent_bytes"], "network_bytes": info["network_bytes"],
+                "header_bytes": info["header_bytes"], "latent_bytes_by_level": info["latent_bytes_by_level"],
+                "network_steps": list(self._choose_steps(net)), "zeroed_levels": self.zeroed}
+
+    # ------------------------------------------------------------------ decompress / info
+    @classmethod
+    def rebuild(cls, header: Mapping[str, Any], sections: Mapping[str, bytes]) -> LatentGrid:
+        return decode_grid(header, sections)
+
+    @classmethod
+    def describe(cls, header: Mapping[str, Any], sections: Mapping[str, bytes], data: bytes) -> dict[str, Any]:
+        return describe_grid(header, sections, data)
