@@ -113,6 +113,7 @@ def compress(
         projection: ``"auto"``, ``"dense"``, ``"streamed"``, ``"fastfood"``.
         latent_dim: force ``n`` (the guarantee still holds: it shrinks if the file is over).
         fit_options: extra arguments for :func:`hyperproj.inr.fit`.
+        model: also the name of a model family (``"grid"``, ``"doh"``): the same as ``family=``.
         family: the model family (:func:`~hyperproj.codec.family_names`; default ``"doh"``, the
             SIREN/D'OH family described above). ``model``, ``projection``, ``latent_dim`` and
             ``**options`` go to the family.
@@ -133,6 +134,8 @@ def compress(
         >>> res.report["bpp"] <= 0.5  # doctest: +SKIP
         True
     """
+    if isinstance(model, str):  # a family by name: compress(img, model="grid")
+        family, model = model, None
     job = Job.create(signal, bpp, max_bytes=max_bytes, bits=bits, bias_bits=bias_bits, method=method,
                      time_budget=time_budget, steps=steps, lr=lr, qat_steps=qat_steps, seed=seed,
                      progress=progress, fit_options=fit_options)

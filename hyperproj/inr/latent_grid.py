@@ -71,6 +71,10 @@ def _up2_filter(dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor([gi.UP_EVEN, gi.UP_ODD], dtype=dtype) / 128.0
 
 
+def _edge_index(n: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(-2, n + 2, device=device).clamp(0, n - 1)
+
+
 def up2(x: torch.Tensor) -> torch.Tensor:
     """``(C, h, w)`` → ``(C, 2h, 2w)`` with the fixed ×2 filter (the float twin of
     :func:`hyperproj.inr._grid_int.up2`).
@@ -82,10 +86,10 @@ def up2(x: torch.Tensor) -> torch.Tensor:
     c, h, w = x.shape
     k = _up2_filter(x.dtype)
     # width: pad 2 each side, two phases of a 5-tap filter, interleave
-    xp = F.pad(x[None], (2, 2, 0, 0), mode="replicate")  # (1, C, h, w+4)
+    xp = x[None].index_select(3, _edge_index(w, x.device))  # (1, C, h, w+4), edges replicated
     y = F.conv2d(xp, k.view(2, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)  # (1, 2C, h, w)
     y = y.view(c, 2, h, w).permute(0, 2, 3, 1).reshape(c, h, 2 * w)
-    yp = F.pad(y[None], (0, 0, 2, 2), mode="replicate")
+    yp = y[None].index_select(2, _edge_index(h, y.device))
     z = F.conv2d(yp, k.view(2, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)  # (1, 2C, h, 2w)
     return z.view(c, 2, h, 2 * w).permute(0, 2, 1, 3).reshape(c, 2 * h, 2 * w)
 
@@ -301,6 +305,7 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     hist: dict[str, Any] = {"loss": [], "psnr": [], "bits": [], "lam": [], "steps": 0}
     t0 = time.perf_counter()
     step = 0
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
     while True:
         frac = (time.perf_counter() - t0) / time_budget if time_budget is not None else step / max(steps, 1)
         if frac >= 1.0 or (time_budget is None and step >= steps):
@@ -314,9 +319,19 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         mse = F.mse_loss(img, target)
         bits = model.rate_bits(lat)
         loss = mse + lam * bits / pixels
+        if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
+            model.load_state_dict(snapshot)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+            lr *= 0.5
+            hist["recoveries"] = hist.get("recoveries", 0) + 1
+            if hist["recoveries"] > 5:
+                break
+            continue
         loss.backward()
         opt.step()
         step += 1
+        if step % 100 == 0:
+            snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
         hist["loss"].append(float(loss.detach()))
         hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
         hist["bits"].append(float(bits.detach()))

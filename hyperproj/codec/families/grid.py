@@ -16,15 +16,15 @@
 * **Over budget.** Training again for a while with λ raised (time permitting), else zeroing the
   finest non-zero latent level until the file fits.
 
-Header fields: ``c`` (model config), ``v`` (grid format version, 1), ``A`` (each level's largest
+Header fields: ``c`` (``[levels, hidden widths, ARM width]``), ``v`` (grid format version, 1), ``A`` (each level's largest
 |latent|, 0 = all zero and no stream), ``qs``/``qa`` (network steps ``2**-q``), ``ns``/``na``
-(network alphabets), ``x`` (signal metadata). Sections: ``s`` (synthesis), ``a`` (ARM),
+(network alphabets), ``x`` (signal metadata: ``{"i": [H, W, C]}``). Sections: ``s`` (synthesis), ``a`` (ARM),
 ``l0``… (latent levels, finest first).
 
 Examples:
     >>> from hyperproj.inr import LatentGrid
     >>> net = LatentGrid(8, 8, levels=2, hidden=(8,), arm_hidden=4)
-    >>> blob = encode_grid(net, 8, 8, {"i": [8, 8, 3]})
+    >>> blob = encode_grid(net, 8, 8)
     >>> decoded = decode_grid(*read_container(blob))
     >>> decoded.decoded_pixels.shape
     (8, 8, 3)
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..._errors import HyperprojError
 from ...inr import _grid_int as gi
 from ...inr.latent_grid import LatentGrid, fit_grid
 from ...inr.signals import ImageSignal
@@ -47,7 +48,6 @@ from .. import _arm_coding as ac
 from ..entropy import decode as decode_symbols
 from ..entropy import encode as encode_symbols
 from ..format import error, read_container
-from ..signals import signal_meta
 from .registry import Family, register_family, write_file
 
 __all__ = ["Grid", "encode_grid", "decode_grid", "GRID_VERSION"]
@@ -97,8 +97,7 @@ def _shapes(net: nn.ModuleList) -> list[tuple[int, int]]:
     return [(m.out_features, m.in_features) for m in net]
 
 
-def encode_grid(net: LatentGrid, q_synthesis: int, q_arm: int, meta: Any = None,
-                latents: list[np.ndarray] | None = None) -> bytes:
+def encode_grid(net: LatentGrid, q_synthesis: int, q_arm: int, latents: list[np.ndarray] | None = None) -> bytes:
     """The ``.hpz`` bytes of ``net`` with its networks at steps ``2**-q_synthesis``, ``2**-q_arm``
     (``latents``: integer grids to store instead of the rounded latents).
 
@@ -107,11 +106,11 @@ def encode_grid(net: LatentGrid, q_synthesis: int, q_arm: int, meta: Any = None,
         >>> encode_grid(LatentGrid(4, 4, levels=2, hidden=(4,), arm_hidden=4), 8, 8)[:3]
         b'HPZ'
     """
-    header, sections = _store(net, q_synthesis, q_arm, meta, latents)
+    header, sections = _store(net, q_synthesis, q_arm, latents)
     return write_file("grid", header, sections, 2)
 
 
-def _store(net: LatentGrid, q_syn: int, q_arm: int, meta: Any, latents: list[np.ndarray] | None):
+def _store(net: LatentGrid, q_syn: int, q_arm: int, latents: list[np.ndarray] | None):
     lat = net.integer_latents() if latents is None else latents
     alphabets = [int(np.abs(q).max()) if q.size else 0 for q in lat]
     if max(alphabets) > _MAX_ALPHABET:
@@ -121,10 +120,10 @@ def _store(net: LatentGrid, q_syn: int, q_arm: int, meta: Any, latents: list[np.
     sc, ar = _net_code(syn), _net_code(arm)
     if sc is None or ar is None:
         raise error("grid: a network weight is too large for its step; use a coarser step (smaller q)")
-    header = {"c": dict(net.config), "v": GRID_VERSION, "A": alphabets, "qs": q_syn, "qa": q_arm,
-              "ns": sc[1], "na": ar[1]}
-    if meta is not None:
-        header["x"] = meta
+    cfg = net.config
+    header = {"c": [cfg["levels"], cfg["hidden"], cfg["arm_hidden"]], "v": GRID_VERSION, "A": alphabets,
+              "qs": q_syn, "qa": q_arm, "ns": sc[1], "na": ar[1],
+              "x": {"i": [cfg["height"], cfg["width"], cfg["channels"]]}}
     sections = {"s": sc[0], "a": ar[0]}
     for k, (q, a) in enumerate(zip(lat, alphabets)):
         if a:
@@ -143,17 +142,22 @@ def _parse(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> dict[str
     """The grid header checked field by field (every problem raises HyperprojError)."""
     if header.get("v") != GRID_VERSION:
         raise error(f"grid file layout version {header.get('v')!r} is not the one this hyperproj reads ({GRID_VERSION})")
-    cfg = header.get("c")
-    keys = {"height", "width", "channels", "levels", "hidden", "arm_hidden"}
-    if not isinstance(cfg, dict) or set(cfg) != keys:
-        raise error(f"grid file header field 'c' (model config) must be a dict with keys {sorted(keys)}, found {cfg!r}")
-    for k in ("height", "width", "channels", "levels", "arm_hidden"):
-        if isinstance(cfg[k], bool) or not isinstance(cfg[k], int):
-            raise error(f"grid file header config {k!r} must be an int, found {cfg[k]!r}")
-    if not isinstance(cfg["hidden"], list) or len(cfg["hidden"]) > 8:
-        raise error(f"grid file header config 'hidden' must be a list of at most 8 ints, found {cfg['hidden']!r}")
-    if cfg["height"] * cfg["width"] > _MAX_PIXELS if all(isinstance(cfg[k], int) for k in ("height", "width")) else True:
-        raise error(f"grid file header declares {cfg['height']}x{cfg['width']} pixels, more than {_MAX_PIXELS}")
+    meta, c = header.get("x"), header.get("c")
+    if not (isinstance(meta, dict) and isinstance(meta.get("i"), list) and len(meta["i"]) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in meta["i"])):
+        raise error(f"grid file header field 'x' (image size) must hold 'i': [H, W, C], found {meta!r}")
+    if not (isinstance(c, list) and len(c) == 3 and isinstance(c[1], list) and len(c[1]) <= 8):
+        raise error(f"grid file header field 'c' (model config) must be [levels, [hidden...], arm_hidden], found {c!r}")
+    cfg = {"height": meta["i"][0], "width": meta["i"][1], "channels": meta["i"][2], "levels": c[0],
+           "hidden": c[1], "arm_hidden": c[2]}
+    if not (1 <= cfg["height"] and 1 <= cfg["width"] and cfg["height"] * cfg["width"] <= _MAX_PIXELS):
+        raise error(f"grid file header declares {cfg['height']}x{cfg['width']} pixels (at most {_MAX_PIXELS})")
+    try:
+        LatentGrid(**{**cfg, "height": 1, "width": 1, "levels": 1})
+    except HyperprojError as err:
+        raise error(f"grid file header field 'c' (model config) is malformed: {err}") from None
+    if isinstance(cfg["levels"], bool) or not isinstance(cfg["levels"], int) or not 1 <= cfg["levels"] <= 12:
+        raise error(f"grid file header field 'c' (model config) has a bad level count {cfg['levels']!r}")
     levels = cfg["levels"]
     a = header.get("A")
     if not isinstance(a, list) or len(a) != levels or not all(
@@ -167,10 +171,6 @@ def _parse(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> dict[str
     expected = {"s", "a"} | {f"l{k}" for k, v in enumerate(a) if v}
     if set(sections) != expected:
         raise error(f"grid file sections {sorted(sections)} are not the expected {sorted(expected)}")
-    meta = header.get("x")
-    if meta is not None:
-        if not (isinstance(meta, dict) and meta.get("i") == [cfg["height"], cfg["width"], cfg["channels"]]):
-            raise error(f"grid file header field 'x' {meta!r} disagrees with the model config")
     return out
 
 
@@ -213,13 +213,24 @@ def describe_grid(header: Mapping[str, Any], sections: Mapping[str, bytes], data
     return out
 
 
+def _sizes_for(budget: int) -> tuple[list[int], int]:
+    """Synthesis widths and ARM width for a byte budget: the networks take about 1/8 of it."""
+    if budget >= 8000:
+        return [24, 24], 16
+    if budget >= 3000:
+        return [16], 12
+    if budget >= 1200:
+        return [12], 8
+    return [8], 4
+
+
 @register_family("grid")
 class Grid(Family):
     """The latent-grid family (see the module docstring). Options: ``levels``, ``hidden``,
     ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2)."""
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
-                 latent_dim: int | None = None, levels: int = 7, hidden: Any = (24, 24), arm_hidden: int = 16,
+                 latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
                  lam: float | None = None, lr: float | None = None, **options: Any):
         super().__init__(job, model, **options)
         if options:
@@ -231,13 +242,19 @@ class Grid(Family):
             raise error(f"compress: the 'grid' family's model must be a LatentGrid, got {type(model).__name__}")
         h, w, c = job.signal.shape
         levels = max(1, min(int(levels), int(math.floor(math.log2(max(h, w)))) + 1))
+        if hidden is None or arm_hidden is None:  # networks sized to the budget (about 1/8 of it)
+            small = _sizes_for(job.budget)
+            hidden = small[0] if hidden is None else hidden
+            arm_hidden = small[1] if arm_hidden is None else arm_hidden
         self.config = dict(model.config) if model is not None else {
             "height": h, "width": w, "channels": c, "levels": levels, "hidden": list(hidden), "arm_hidden": arm_hidden}
+        LatentGrid(**{**self.config, "height": 1, "width": 1, "levels": 1})  # checks the options early
         self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
         self.q: tuple[int, int] | None = None
         self.fine_share = 0.0  # > 0: a re-training after an over-budget file
         self.zeroed = 0
+        self.retries = 0
 
     # ------------------------------------------------------------------ compress
     def build(self, previous: nn.Module | None = None) -> LatentGrid:
@@ -255,8 +272,10 @@ class Grid(Family):
         fixed = 8 * _HEADER_GUESS_BYTES + _NET_BITS_GUESS * params
         target = 0.96 * 8 * job.budget - fixed
         left = job.left()
+        if self.fine_share < 0:
+            return
         if self.fine_share:
-            budget = None if left is None else max(0.0, left - self._reserve())
+            budget = None if left is None else min(max(0.0, left - self._reserve()), 0.25 * job.time_budget)
             steps = max(1, int(job.steps * self.fine_share))
             if budget is not None and budget < 1.0:
                 return
@@ -306,7 +325,7 @@ class Grid(Family):
 
     def store(self, net: LatentGrid) -> tuple[dict[str, Any], dict[str, bytes], int]:
         qs, qa = self._choose_steps(net)
-        header, sections = _store(net, qs, qa, signal_meta(self.job.signal), None)
+        header, sections = _store(net, qs, qa, None)
         return header, sections, 2
 
     def attempt(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
@@ -322,18 +341,24 @@ class Grid(Family):
             with torch.no_grad():
                 net.latents[nonzero[0]].zero_()
             self.zeroed += 1
-            data = encode_grid(net, qs, qa, signal_meta(self.job.signal))
+            data = encode_grid(net, qs, qa)
             self.job.attempts.append(self.attempt(net, data))
             if len(data) <= budget:
                 return data
 
     def shrink(self, net: LatentGrid, data: bytes) -> None:
-        """Raise λ by how far the file is over and fine-tune with rounding for a while."""
-        over = len(data) / self.job.budget
-        if self.fine_share and self.job.left() is None and self.zeroed == 0 and over > 1.0 and self.fine_share >= 0.4:
-            self.coarser(net, self.job.budget)  # steps only, and retraining did not help: last resort
-        self.lam *= over**3 * 1.5
-        self.fine_share = min(0.4, self.fine_share + 0.15)
+        """Raise λ by how far the file is over and fine-tune with rounding for a while; after two
+        such tries, or without the time for one, zero latent levels (:meth:`coarser`)."""
+        self.retries += 1
+        left = self.job.left()
+        if self.retries > 2 or (left is not None and left < self._reserve() + 2.0):
+            if self.coarser(net, self.job.budget) is None:
+                raise error(f"compress: the 'grid' file stays over the budget of {self.job.budget} bytes "
+                            "even with every latent zero; raise bpp")
+            self.fine_share = -1.0  # encode the zeroed model as it is
+            return
+        self.lam *= (len(data) / self.job.budget) ** 3 * 1.5
+        self.fine_share = 0.25
 
     def report(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
         info = describe_grid(*read_container(data), data)
