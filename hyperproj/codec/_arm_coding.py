@@ -11,11 +11,14 @@ final state or length disagree.
 
 Examples:
     >>> import numpy as np
-    >>> starts, freqs = np.array([0, 100, 0]), np.array([100, 65436, 100])
-    >>> data = encode_intervals(starts, freqs)
-    >>> x, pos = start_decoder(data)
-    >>> len(data)
-    5
+    >>> from hyperproj.inr import _grid_int as gi
+    >>> q = np.array([[0, 1, 0], [-1, 0, 2]])
+    >>> arm = [(np.zeros((4, 12), np.int64), 8, np.zeros(4, np.int64)),
+    ...        (np.zeros((4, 4), np.int64), 8, np.zeros(4, np.int64)),
+    ...        (np.zeros((2, 4), np.int64), 8, np.zeros(2, np.int64))]
+    >>> data = encode_level(q, 2, arm)
+    >>> decode_level(data, 2, 3, 2, arm).tolist()
+    [[0, 1, 0], [-1, 0, 2]]
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ def encode_intervals(starts: np.ndarray, freqs: np.ndarray) -> bytes:
     """rANS-code symbols given by their ``(start, freq)`` intervals (in coding order).
 
     Examples:
-        >>> len(encode_intervals(np.array([0]), np.array([1 << 15])))
-        5
+        >>> data = encode_intervals(np.array([0, 1 << 15]), np.array([1 << 15, 1 << 15]))
+        >>> len(data), start_decoder(data)[1]
+        (4, 4)
     """
     fs = np.asarray(freqs, dtype=np.int64).tolist()
     cs = np.asarray(starts, dtype=np.int64).tolist()

@@ -111,7 +111,8 @@ class LatentGrid(nn.Module):
     """The latent-grid image model (see the module docstring).
 
     Args:
-        height, width: image size in pixels.
+        height: image height in pixels.
+        width: image width in pixels.
         channels: output channels (3 for RGB).
         levels: latent grids (full resolution down to ``1/2**(levels-1)``).
         hidden: synthesis hidden widths (1×1 convolutions).
@@ -274,15 +275,19 @@ class LatentGrid(nn.Module):
 def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 1000,
              time_budget: float | None = None, lr: float = 1e-2, noise_share: float = 0.8,
              target_bits: float | None = None, fixed_bits: float = 0.0, controller_every: int = 10,
-             min_lr_share: float = 0.02, progress: bool = False) -> dict[str, Any]:
+             controller_gain: float = 0.1,
+             min_lr_share: float = 0.02, latent_lr_scale: float = 1.0, progress: bool = False) -> dict[str, Any]:
     """Rate–distortion training of ``model`` on an image ``signal``.
 
     Loss = MSE + ``lam`` · (latent bits / pixels). The first ``noise_share`` of the run adds uniform
     noise to the latents, the rest rounds them straight-through; Adam at ``lr`` with a cosine decay
-    to ``min_lr_share`` · ``lr`` over ``steps`` or, with ``time_budget`` (seconds), over the clock.
+    to ``min_lr_share`` · ``lr`` over ``steps`` or, with ``time_budget`` (seconds), over the clock;
+    the latents' rate is ``latent_lr_scale`` times that (Adam moves a latent by about its rate per
+    step, so a short run needs a large one to reach latents of several quantization steps).
     With ``target_bits`` (the file's bits minus the ``fixed_bits`` the networks and header take),
-    every ``controller_every`` steps λ is multiplied by ``exp(2 (R/target − 1))`` (clamped), where R
-    is the rate of the rounded latents. Returns the history (``loss``, ``psnr``, ``bits``, ``lam``).
+    every ``controller_every`` steps (after the first 5 %) λ is multiplied by
+    ``(R/target) ** controller_gain`` (the log clamped to ±0.5), where R is the rate of the rounded
+    latents. Returns the history (``loss``, ``psnr``, ``bits``, ``lam``).
 
     Examples:
         >>> import torch
@@ -301,7 +306,12 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     if not (isinstance(lam, (int, float)) and lam >= 0 and math.isfinite(lam)):
         raise HyperprojError(f"fit_grid: lam must be a finite number >= 0, got {lam!r}")
     pixels = target.shape[0] * target.shape[1]
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    def make_opt() -> torch.optim.Optimizer:
+        nets = [p for n, p in model.named_parameters() if not n.startswith("latents")]
+        return torch.optim.Adam([{"params": list(model.latents), "scale": latent_lr_scale},
+                                 {"params": nets, "scale": 1.0}], lr=lr)
+
+    opt = make_opt()
     hist: dict[str, Any] = {"loss": [], "psnr": [], "bits": [], "lam": [], "steps": 0}
     t0 = time.perf_counter()
     step = 0
@@ -312,7 +322,7 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
             break
         mode = "noise" if frac < noise_share else "ste"
         for g in opt.param_groups:
-            g["lr"] = lr * (min_lr_share + (1 - min_lr_share) * 0.5 * (1 + math.cos(math.pi * frac)))
+            g["lr"] = g["scale"] * lr * (min_lr_share + (1 - min_lr_share) * 0.5 * (1 + math.cos(math.pi * frac)))
         opt.zero_grad(set_to_none=True)
         lat = model.quantized_latents(mode)
         img = model.synthesize(model.upsample(lat)).reshape(target.shape)
@@ -321,8 +331,8 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         loss = mse + lam * bits / pixels
         if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
             model.load_state_dict(snapshot)
-            opt = torch.optim.Adam(model.parameters(), lr=lr)
             lr *= 0.5
+            opt = make_opt()
             hist["recoveries"] = hist.get("recoveries", 0) + 1
             if hist["recoveries"] > 5:
                 break
@@ -336,11 +346,12 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
         hist["bits"].append(float(bits.detach()))
         hist["lam"].append(float(lam))
-        if target_bits is not None and step % controller_every == 0:
+        if target_bits is not None and step % controller_every == 0 and frac > 0.05:
             with torch.no_grad():
                 rb = float(model.rate_bits(model.quantized_latents("round")))
             ratio = (rb + fixed_bits) / max(target_bits + fixed_bits, 1.0)
-            lam = float(lam * math.exp(max(-0.3, min(0.3, 2.0 * (ratio - 1.0)))))
+            # a slow proportional step on log λ: Adam needs ~100 steps to answer a change of λ
+            lam = float(lam * math.exp(controller_gain * max(-0.5, min(0.5, math.log(max(ratio, 1e-9))))))
             lam = min(max(lam, 1e-6), 1.0)
         if progress and step % 50 == 0:
             print(f"step {step} psnr {hist['psnr'][-1]:.2f} bits {hist['bits'][-1]:.0f} lam {lam:.2e}", flush=True)

@@ -227,11 +227,12 @@ def _sizes_for(budget: int) -> tuple[list[int], int]:
 @register_family("grid")
 class Grid(Family):
     """The latent-grid family (see the module docstring). Options: ``levels``, ``hidden``,
-    ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2)."""
+    ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2),
+    ``latent_lr_scale`` (the latents' rate over the networks', default 10)."""
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
-                 lam: float | None = None, lr: float | None = None, **options: Any):
+                 lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0, **options: Any):
         super().__init__(job, model, **options)
         if options:
             raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
@@ -251,6 +252,7 @@ class Grid(Family):
         LatentGrid(**{**self.config, "height": 1, "width": 1, "levels": 1})  # checks the options early
         self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
+        self.latent_lr_scale = float(latent_lr_scale)
         self.q: tuple[int, int] | None = None
         self.fine_share = 0.0  # > 0: a re-training after an over-budget file
         self.zeroed = 0
@@ -280,13 +282,14 @@ class Grid(Family):
             if budget is not None and budget < 1.0:
                 return
             fit_grid(net, job.signal, lam=self.lam, steps=steps, time_budget=budget, lr=self.lr / 10,
-                     noise_share=0.0, target_bits=max(target, 1.0), fixed_bits=fixed)
+                     noise_share=0.0, target_bits=max(target, 1.0), fixed_bits=fixed,
+                     latent_lr_scale=self.latent_lr_scale)
         else:
             budget = None if left is None else left - self._reserve()
             if budget is not None and budget < 1.0:
                 raise error(f"compress: a time budget of {job.time_budget} s leaves no time to train the grid model")
             hist = fit_grid(net, job.signal, lam=self.lam, steps=job.steps, time_budget=budget, lr=self.lr,
-                            target_bits=max(target, 1.0), fixed_bits=fixed)
+                            target_bits=max(target, 1.0), fixed_bits=fixed, latent_lr_scale=self.latent_lr_scale)
             self.lam = hist["final_lam"]
             job.training.steps += hist["steps"]
         self.q = None
