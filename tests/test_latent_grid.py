@@ -144,3 +144,13 @@ def test_coder_refuses_damage():
         ac.decode_level(b"\x01", 8, 8, 3, arm)
     with pytest.raises(HyperprojError, match="alphabet"):
         ac.encode_level(q, 2, arm)
+
+
+def test_coarse_phase_trains_coarse_levels_only_then_all():
+    torch.manual_seed(0)
+    sig = ImageSignal(torch.rand(16, 16, 3))
+    net = LatentGrid(16, 16, levels=3, hidden=(8,), arm_hidden=4)
+    fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=1.0, latent_lr_scale=5)
+    assert float(net.latents[0].abs().max()) == 0.0 and float(net.latents[1].abs().max()) > 0.0
+    h = fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=0.5, latent_lr_scale=5)
+    assert float(net.latents[0].abs().max()) > 0.0 and h["steps"] == 20

@@ -71,7 +71,12 @@ def _exp_neg(t: np.ndarray) -> np.ndarray:
 
 
 def up2(x: np.ndarray) -> np.ndarray:
-    """``(C, h, w)`` int64 fixed point → ``(C, 2h, 2w)``: the separable ×2 filter, floor-shifted."""
+    """``(C, h, w)`` int64 fixed point → ``(C, 2h, 2w)``: the separable ×2 filter, floor-shifted.
+
+    Examples:
+        >>> up2(np.array([[[0, 128]]])).tolist()
+        [[[-9, 26, 102, 137], [-9, 26, 102, 137]]]
+    """
     return _up2_axis(_up2_axis(x, 2), 1)
 
 
@@ -91,12 +96,23 @@ def _up2_axis(x: np.ndarray, axis: int) -> np.ndarray:
 
 def linear(x: np.ndarray, w: np.ndarray, q: int, b: np.ndarray) -> np.ndarray:
     """One fixed-point layer: ``(x @ w.T) >> q + (b << (ACT_BITS - q))``: ``w`` and ``b`` are
-    integers at step ``2**-q`` (``q <= ACT_BITS``), ``x`` and the result at ``2**-ACT_BITS``."""
+    integers at step ``2**-q`` (``q <= ACT_BITS``), ``x`` and the result at ``2**-ACT_BITS``.
+
+    Examples:
+        >>> linear(np.array([[1 << ACT_BITS]]), np.array([[64]]), 7, np.array([32])).tolist()  # 0.5·1 + 0.25
+        [[3072]]
+    """
     return ((x @ w.T) >> q) + (b << (ACT_BITS - q))
 
 
 def mlp(x: np.ndarray, layers: list[tuple[np.ndarray, int, np.ndarray]]) -> np.ndarray:
-    """Fixed-point layers ``(w, q, b)`` with ReLU between them (none after the last)."""
+    """Fixed-point layers ``(w, q, b)`` with ReLU between them (none after the last).
+
+    Examples:
+        >>> one = (np.array([[-1]]), 0, np.array([0]))
+        >>> mlp(np.array([[5]]), [one, one]).tolist()  # relu(-5) = 0, then -0
+        [[0]]
+    """
     for i, (w, q, b) in enumerate(layers):
         x = linear(x, w, q, b)
         if i < len(layers) - 1:
@@ -106,7 +122,12 @@ def mlp(x: np.ndarray, layers: list[tuple[np.ndarray, int, np.ndarray]]) -> np.n
 
 def contexts(grid: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
     """The causal neighbours (:data:`CONTEXT`) of every latent of an int ``(h, w)`` grid, or of
-    the positions ``rows, cols``: ``(n, 12)`` int64, zero outside the grid."""
+    the positions ``rows, cols``: ``(n, 12)`` int64, zero outside the grid.
+
+    Examples:
+        >>> contexts(np.array([[1, 2], [3, 4]]))[3].tolist()  # (1, 1): above-left, above, left
+        [0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 3]
+    """
     h, w = grid.shape
     pad = np.zeros((h + 2, w + 4), dtype=np.int64)
     pad[2:, 2 : 2 + w] = grid
@@ -116,7 +137,13 @@ def contexts(grid: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray 
 
 
 def arm_params(ctx: np.ndarray, layers: list[tuple[np.ndarray, int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu16, j)`` of each context row: location in ``2**-MU_BITS`` steps, scale index (clamped)."""
+    """``(mu16, j)`` of each context row: location in ``2**-MU_BITS`` steps, scale index (clamped).
+
+    Examples:
+        >>> zero = [(np.zeros((2, 12), np.int64), 8, np.array([16, -8]))]  # mu = 1/16, log2 b = -1/32
+        >>> [v.tolist() for v in arm_params(np.zeros((1, 12), np.int64), zero)]
+        [[1], [0]]
+    """
     out = mlp(ctx << ACT_BITS, layers)
     half_mu = 1 << (ACT_BITS - MU_BITS - 1)
     mu16 = (out[:, 0] + half_mu) >> (ACT_BITS - MU_BITS)
@@ -156,7 +183,13 @@ def laplace_cdf(mu16: np.ndarray, j: np.ndarray, alphabet: int, points: np.ndarr
 
 
 def symbol_intervals(q: np.ndarray, mu16: np.ndarray, j: np.ndarray, alphabet: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(start, freq)`` of each symbol ``q`` under its own distribution (what rANS codes)."""
+    """``(start, freq)`` of each symbol ``q`` under its own distribution (what rANS codes).
+
+    Examples:
+        >>> start, freq = symbol_intervals(np.array([0]), np.array([0]), np.array([0]), 3)
+        >>> int(freq[0]) > 0.35 * 2**PREC  # Laplace(0, 1) puts 39 % on [-1/2, 1/2]
+        True
+    """
     pts = np.stack([q, q + 1], 1)
     c = laplace_cdf(mu16, j, alphabet, pts)
     return c[:, 0], c[:, 1] - c[:, 0]
@@ -165,7 +198,12 @@ def symbol_intervals(q: np.ndarray, mu16: np.ndarray, j: np.ndarray, alphabet: i
 def wavefront(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Decoding order of an ``(h, w)`` grid: steps ``t = col + 3·row``; every latent's causal
     neighbours (:data:`CONTEXT`) come in an earlier step. Each step is ``(rows, cols)``, rows
-    ascending."""
+    ascending.
+
+    Examples:
+        >>> [(r.tolist(), c.tolist()) for r, c in wavefront(2, 2)][:3]
+        [([0], [0]), ([0], [1]), ([], [])]
+    """
     out = []
     rows_all = np.arange(h)
     for t in range(w + 3 * (h - 1)):
@@ -177,7 +215,13 @@ def wavefront(h: int, w: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def synthesize(latents: list[np.ndarray], layers: list[tuple[np.ndarray, int, np.ndarray]]) -> np.ndarray:
     """The decoded image ``(H, W, C)`` uint8 from integer latent grids (finest first) and the
-    fixed-point synthesis: upsample from the coarsest level, concatenate, per-pixel MLP, round."""
+    fixed-point synthesis: upsample from the coarsest level, concatenate, per-pixel MLP, round.
+
+    Examples:
+        >>> one = (np.array([[0, 0]]), 0, np.array([1]))  # output 1.0 everywhere
+        >>> synthesize([np.zeros((2, 2), np.int64), np.zeros((1, 1), np.int64)], [one])[..., 0].tolist()
+        [[255, 255], [255, 255]]
+    """
     x = np.asarray(latents[-1], np.int64)[None] << ACT_BITS
     for lat in reversed(latents[:-1]):
         h, w = lat.shape

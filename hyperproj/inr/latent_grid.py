@@ -158,11 +158,11 @@ class LatentGrid(nn.Module):
         self._decoded: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ float model
-    def quantized_latents(self, mode: str = "round") -> list[torch.Tensor]:
-        """The latents as training sees them: ``"noise"`` (+U(−½, ½)), ``"ste"`` (rounded forward,
-        identity backward), ``"round"`` (rounded, no gradient), ``"none"``."""
+    def quantized_latents(self, mode: str = "round", start: int = 0) -> list[torch.Tensor]:
+        """The latents (from level ``start``) as training sees them: ``"noise"`` (+U(−½, ½)),
+        ``"ste"`` (rounded forward, identity backward), ``"round"`` (rounded, no gradient), ``"none"``."""
         out = []
-        for y in self.latents:
+        for y in list(self.latents)[start:]:
             if mode == "noise":
                 out.append(y + torch.rand_like(y) - 0.5)
             elif mode == "ste":
@@ -275,7 +275,7 @@ class LatentGrid(nn.Module):
 def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 1000,
              time_budget: float | None = None, lr: float = 1e-2, noise_share: float = 0.8,
              target_bits: float | None = None, fixed_bits: float = 0.0, controller_every: int = 10,
-             controller_gain: float = 0.1,
+             controller_gain: float = 0.25, coarse_share: float = 0.0,
              min_lr_share: float = 0.02, latent_lr_scale: float = 1.0, progress: bool = False) -> dict[str, Any]:
     """Rate–distortion training of ``model`` on an image ``signal``.
 
@@ -287,7 +287,9 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     With ``target_bits`` (the file's bits minus the ``fixed_bits`` the networks and header take),
     every ``controller_every`` steps (after the first 5 %) λ is multiplied by
     ``(R/target) ** controller_gain`` (the log clamped to ±0.5), where R is the rate of the rounded
-    latents. Returns the history (``loss``, ``psnr``, ``bits``, ``lam``).
+    latents. With ``coarse_share`` > 0 the first part of the run trains at the second level's
+    resolution with the finest level held at zero (steps 4× cheaper; λ stays put meanwhile).
+    Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``).
 
     Examples:
         >>> import torch
@@ -306,6 +308,13 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     if not (isinstance(lam, (int, float)) and lam >= 0 and math.isfinite(lam)):
         raise HyperprojError(f"fit_grid: lam must be a finite number >= 0, got {lam!r}")
     pixels = target.shape[0] * target.shape[1]
+    coarse = coarse_share > 0 and len(model.sizes) > 1
+    if coarse:  # the target at the second level's size (2x2 means, edges replicated)
+        (hh, ww), (h0, w0) = model.sizes[1], model.sizes[0]
+        t = target.permute(2, 0, 1)[None]
+        t = t[:, :, torch.arange(2 * hh).clamp(max=h0 - 1)][:, :, :, torch.arange(2 * ww).clamp(max=w0 - 1)]
+        target_half = F.avg_pool2d(t, 2)[0].permute(1, 2, 0).contiguous()
+
     def make_opt() -> torch.optim.Optimizer:
         nets = [p for n, p in model.named_parameters() if not n.startswith("latents")]
         return torch.optim.Adam([{"params": list(model.latents), "scale": latent_lr_scale},
@@ -324,9 +333,15 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         for g in opt.param_groups:
             g["lr"] = g["scale"] * lr * (min_lr_share + (1 - min_lr_share) * 0.5 * (1 + math.cos(math.pi * frac)))
         opt.zero_grad(set_to_none=True)
-        lat = model.quantized_latents(mode)
-        img = model.synthesize(model.upsample(lat)).reshape(target.shape)
-        mse = F.mse_loss(img, target)
+        in_coarse = coarse and frac < coarse_share
+        if in_coarse:  # half resolution, the finest level held at zero: 4x cheaper steps
+            lat = model.quantized_latents(mode, start=1)
+            feats = model.upsample(lat)
+            feats = torch.cat([feats, feats.new_zeros(feats.shape[0], 1)], 1)
+            mse = F.mse_loss(model.synthesize(feats).reshape(target_half.shape), target_half)
+        else:
+            lat = model.quantized_latents(mode)
+            mse = F.mse_loss(model.synthesize(model.upsample(lat)).reshape(target.shape), target)
         bits = model.rate_bits(lat)
         loss = mse + lam * bits / pixels
         if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
@@ -346,7 +361,7 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
         hist["bits"].append(float(bits.detach()))
         hist["lam"].append(float(lam))
-        if target_bits is not None and step % controller_every == 0 and frac > 0.05:
+        if target_bits is not None and step % controller_every == 0 and frac > max(0.05, coarse_share if coarse else 0):
             with torch.no_grad():
                 rb = float(model.rate_bits(model.quantized_latents("round")))
             ratio = (rb + fixed_bits) / max(target_bits + fixed_bits, 1.0)
