@@ -65,7 +65,12 @@ def encode_intervals(starts: np.ndarray, freqs: np.ndarray) -> bytes:
 
 
 def start_decoder(data: bytes) -> tuple[int, int]:
-    """The initial decoder state and read position of a stream from :func:`encode_intervals`."""
+    """The initial decoder state and read position of a stream from :func:`encode_intervals`.
+
+    Examples:
+        >>> start_decoder(b"\\x00\\x80\\x00\\x00")
+        (8388608, 4)
+    """
     if len(data) < _NFLUSH:
         raise HyperprojError(f"decode: a latent stream holds at least {_NFLUSH} bytes, found {len(data)}")
     return int.from_bytes(data[:_NFLUSH], "big"), _NFLUSH
@@ -76,7 +81,13 @@ def _order(h: int, w: int) -> np.ndarray:
 
 
 def level_bits(q: np.ndarray, alphabet: int, layers: list) -> float:
-    """The ideal bits of an integer grid ``q`` under the integer ARM ``layers`` (Σ −log2 freq/2^PREC)."""
+    """The ideal bits of an integer grid ``q`` under the integer ARM ``layers`` (Σ −log2 freq/2^PREC).
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]  # mu 0, b = 1/2
+        >>> round(level_bits(np.zeros((4, 4), np.int64), 3, arm), 1)  # 16 x -log2(1 - e^-1)
+        10.6
+    """
     if alphabet == 0:
         return 0.0
     mu16, j = gi.arm_params(gi.contexts(q), layers)
@@ -85,7 +96,13 @@ def level_bits(q: np.ndarray, alphabet: int, layers: list) -> float:
 
 
 def encode_level(q: np.ndarray, alphabet: int, layers: list) -> bytes:
-    """The stream of one latent grid ``q`` (int, ``|q| <= alphabet``); empty when ``alphabet`` is 0."""
+    """The stream of one latent grid ``q`` (int, ``|q| <= alphabet``); empty when ``alphabet`` is 0.
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]
+        >>> len(encode_level(np.zeros((4, 4), np.int64), 3, arm)), encode_level(np.zeros((2, 2)), 0, arm)
+        (5, b'')
+    """
     q = np.asarray(q, dtype=np.int64)
     if alphabet == 0:
         if np.any(q):
@@ -102,7 +119,13 @@ def encode_level(q: np.ndarray, alphabet: int, layers: list) -> bytes:
 
 def decode_level(data: bytes, h: int, w: int, alphabet: int, layers: list) -> np.ndarray:
     """The ``(h, w)`` int64 grid of a stream from :func:`encode_level` (damage raises
-    :class:`~hyperproj.HyperprojError`)."""
+    :class:`~hyperproj.HyperprojError`).
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]
+        >>> decode_level(encode_level(np.eye(3, dtype=np.int64), 1, arm), 3, 3, 1, arm).tolist()
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
     q = np.zeros((h, w), dtype=np.int64)
     if alphabet == 0:
         if data:

@@ -160,7 +160,12 @@ class LatentGrid(nn.Module):
     # ------------------------------------------------------------------ float model
     def quantized_latents(self, mode: str = "round", start: int = 0) -> list[torch.Tensor]:
         """The latents (from level ``start``) as training sees them: ``"noise"`` (+U(−½, ½)),
-        ``"ste"`` (rounded forward, identity backward), ``"round"`` (rounded, no gradient), ``"none"``."""
+        ``"ste"`` (rounded forward, identity backward), ``"round"`` (rounded, no gradient), ``"none"``.
+
+        Examples:
+            >>> [tuple(y.shape) for y in LatentGrid(4, 4, levels=2).quantized_latents("noise", start=1)]
+            [(2, 2)]
+        """
         out = []
         for y in list(self.latents)[start:]:
             if mode == "noise":
@@ -176,7 +181,13 @@ class LatentGrid(nn.Module):
         return out
 
     def upsample(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The latents as ``levels`` channels at full resolution: ``(H·W, levels)``, coarsest first."""
+        """The latents as ``levels`` channels at full resolution: ``(H·W, levels)``, coarsest first.
+
+        Examples:
+            >>> net = LatentGrid(4, 6, levels=3)
+            >>> net.upsample(net.quantized_latents()).shape
+            torch.Size([24, 3])
+        """
         x = latents[-1][None]
         for lat in reversed(latents[:-1]):
             h, w = lat.shape
@@ -184,7 +195,12 @@ class LatentGrid(nn.Module):
         return x.reshape(x.shape[0], -1).T
 
     def synthesize(self, feats: torch.Tensor) -> torch.Tensor:
-        """Synthesis on ``(N, levels)`` features → ``(N, channels)``."""
+        """Synthesis on ``(N, levels)`` features → ``(N, channels)``.
+
+        Examples:
+            >>> LatentGrid(4, 4, levels=2).synthesize(torch.zeros(5, 2)).shape
+            torch.Size([5, 3])
+        """
         for i, layer in enumerate(self.synthesis):
             feats = layer(feats)
             if i < len(self.synthesis) - 1:
@@ -192,12 +208,23 @@ class LatentGrid(nn.Module):
         return feats
 
     def image(self, mode: str = "round") -> torch.Tensor:
-        """The float model's image ``(H, W, C)`` with latents quantized by ``mode``."""
+        """The float model's image ``(H, W, C)`` with latents quantized by ``mode``.
+
+        Examples:
+            >>> LatentGrid(4, 4, levels=2, channels=1).image("none").shape
+            torch.Size([4, 4, 1])
+        """
         h, w = self.sizes[0]
         return self.synthesize(self.upsample(self.quantized_latents(mode))).reshape(h, w, -1)
 
     def arm_out(self, latents: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(q, mu, log2b)`` for every latent (levels concatenated, raster order)."""
+        """``(q, mu, log2b)`` for every latent (levels concatenated, raster order).
+
+        Examples:
+            >>> net = LatentGrid(4, 4, levels=2)
+            >>> [t.shape[0] for t in net.arm_out(net.quantized_latents())]
+            [20, 20, 20]
+        """
         ctx, qs = [], []
         for y in latents:
             h, w = y.shape
@@ -214,25 +241,49 @@ class LatentGrid(nn.Module):
         return torch.cat(qs), mu, log2b
 
     def rate_bits(self, latents: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The ARM's estimate of the latents' bits (a differentiable scalar)."""
+        """The ARM's estimate of the latents' bits (a differentiable scalar).
+
+        Examples:
+            >>> net = LatentGrid(4, 4, levels=2)
+            >>> float(net.rate_bits(net.quantized_latents())) < 20  # zeros under a narrow Laplace
+            True
+        """
         q, mu, log2b = self.arm_out(latents)
         return _laplace_bits(q, mu, log2b).sum()
 
     # ------------------------------------------------------------------ integer model
     def integer_latents(self) -> list[np.ndarray]:
-        """The rounded latents as int64 grids, finest first."""
+        """The rounded latents as int64 grids, finest first.
+
+        Examples:
+            >>> [q.shape for q in LatentGrid(3, 3, levels=2).integer_latents()]
+            [(3, 3), (2, 2)]
+        """
         return [torch.round(y.detach()).to(torch.int64).numpy() for y in self.latents]
 
     def integer_layers(self, which: str, q: int) -> list[tuple[np.ndarray, int, np.ndarray]]:
         """``which`` (``"synthesis"`` or ``"arm"``) as fixed-point layers ``(w_int, q, b_int)`` at
-        step ``2**-q``."""
+        step ``2**-q``.
+
+        Examples:
+            >>> [w.shape for w, q, b in LatentGrid(4, 4, levels=2, hidden=(5,)).integer_layers("synthesis", 8)]
+            [(5, 2), (3, 5)]
+        """
         q = _check_int("q", q, 0, gi.ACT_BITS)
         net = self._net(which)
         return [(torch.round(m.weight.detach().double() * 2**q).to(torch.int64).numpy(), q,
                  torch.round(m.bias.detach().double() * 2**q).to(torch.int64).numpy()) for m in net]
 
     def load_integer(self, latents: Sequence[np.ndarray], synthesis: list, arm: list) -> None:
-        """Set the float parameters to the integer model's values (what a decoded file holds)."""
+        """Set the float parameters to the integer model's values (what a decoded file holds).
+
+        Examples:
+            >>> net = LatentGrid(2, 2, levels=1, hidden=(2,), arm_hidden=2)
+            >>> net.load_integer([np.ones((2, 2), np.int64)], net.integer_layers("synthesis", 8),
+            ...                  net.integer_layers("arm", 8))
+            >>> net.latents[0].sum().item()
+            4.0
+        """
         with torch.no_grad():
             for p, q in zip(self.latents, latents):
                 p.copy_(torch.as_tensor(np.asarray(q), dtype=torch.float32))
@@ -259,7 +310,14 @@ class LatentGrid(nn.Module):
 
     # ------------------------------------------------------------------ decoded / rendering
     def set_decoded(self, pixels: np.ndarray | torch.Tensor | None) -> None:
-        """Pin the integer decoder's ``(H, W, C)`` uint8 pixels as what ``forward`` renders."""
+        """Pin the integer decoder's ``(H, W, C)`` uint8 pixels as what ``forward`` renders.
+
+        Examples:
+            >>> net = LatentGrid(1, 2, levels=1)
+            >>> net.set_decoded(np.full((1, 2, 3), 255, np.uint8))
+            >>> net(torch.tensor([[0.0, -1.0]])).tolist()
+            [[1.0, 1.0, 1.0]]
+        """
         self._decoded = None if pixels is None else torch.as_tensor(np.asarray(pixels)).float().div(255.0)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
