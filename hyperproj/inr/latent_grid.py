@@ -346,7 +346,10 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     every ``controller_every`` steps (after the first 5 %) λ is multiplied by
     ``(R/target) ** controller_gain`` (the log clamped to ±0.5), where R is the rate of the rounded
     latents. With ``coarse_share`` > 0 the first part of the run trains at the second level's
-    resolution with the finest level held at zero (steps 4× cheaper; λ stays put meanwhile).
+    resolution with the finest level held at zero (steps 4× cheaper; λ follows the target there
+    too, so the coarse levels never hold more than the budget: measured on a textured crop of
+    kodim01, a λ held still there let them grow to 1.6× the budget and the full-resolution phase
+    lost 10 dB cutting them back).
     Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``).
 
     Examples:
@@ -419,9 +422,10 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
         hist["bits"].append(float(bits.detach()))
         hist["lam"].append(float(lam))
-        if target_bits is not None and step % controller_every == 0 and frac > max(0.05, coarse_share if coarse else 0):
-            with torch.no_grad():
-                rb = float(model.rate_bits(model.quantized_latents("round")))
+        settling = coarse and coarse_share <= frac < coarse_share + 0.05  # the ARM meets level 0
+        if target_bits is not None and step % controller_every == 0 and frac > 0.05 and not settling:
+            with torch.no_grad():  # the rate the loss sees (the coarse phase: levels 1 and up)
+                rb = float(model.rate_bits(model.quantized_latents("round", start=1 if in_coarse else 0)))
             ratio = (rb + fixed_bits) / max(target_bits + fixed_bits, 1.0)
             # a slow proportional step on log λ: Adam needs ~100 steps to answer a change of λ
             lam = float(lam * math.exp(controller_gain * max(-0.5, min(0.5, math.log(max(ratio, 1e-9))))))
