@@ -17,8 +17,8 @@ ROOT = Path(hyperproj.__file__).parent
 
 # The codec's modules in pipeline order: each may import only modules listed before it.
 CODEC_ORDER = [
-    "entropy", "quant", "format", "signals", "hypermodel", "rate", "train", "job",
-    "families.registry", "families.doh", "families", "cropfile", "rendering", "pipeline", "",
+    "entropy", "_arm_coding", "quant", "format", "signals", "hypermodel", "rate", "train", "job",
+    "families.registry", "families.doh", "families.grid", "families", "cropfile", "rendering", "pipeline", "",
 ]
 MAX_CODEC_LINES = 420
 

@@ -333,7 +333,7 @@ class LatentGrid(nn.Module):
 def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 1000,
              time_budget: float | None = None, lr: float = 1e-2, noise_share: float = 0.8,
              target_bits: float | None = None, fixed_bits: float = 0.0, controller_every: int = 10,
-             controller_gain: float = 0.25, coarse_share: float = 0.0,
+             controller_gain: float = 0.25, coarse_share: float = 0.0, freeze_finest: bool = False,
              min_lr_share: float = 0.02, latent_lr_scale: float = 1.0, progress: bool = False) -> dict[str, Any]:
     """Rate–distortion training of ``model`` on an image ``signal``.
 
@@ -349,7 +349,8 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     resolution with the finest level held at zero (steps 4× cheaper; λ follows the target there
     too, so the coarse levels never hold more than the budget: measured on a textured crop of
     kodim01, a λ held still there let them grow to 1.6× the budget and the full-resolution phase
-    lost 10 dB cutting them back).
+    lost 10 dB cutting them back). ``freeze_finest`` keeps the full-resolution level at zero all
+    along (it is then neither trained nor stored).
     Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``).
 
     Examples:
@@ -400,6 +401,10 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
             feats = model.upsample(lat)
             feats = torch.cat([feats, feats.new_zeros(feats.shape[0], 1)], 1)
             mse = F.mse_loss(model.synthesize(feats).reshape(target_half.shape), target_half)
+        elif freeze_finest:  # full resolution, the finest level still held at zero
+            lat = model.quantized_latents(mode, start=1)
+            feats = model.upsample([torch.zeros_like(model.latents[0]), *lat])
+            mse = F.mse_loss(model.synthesize(feats).reshape(target.shape), target)
         else:
             lat = model.quantized_latents(mode)
             mse = F.mse_loss(model.synthesize(model.upsample(lat)).reshape(target.shape), target)
@@ -422,10 +427,11 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
         hist["bits"].append(float(bits.detach()))
         hist["lam"].append(float(lam))
-        settling = coarse and coarse_share <= frac < coarse_share + 0.05  # the ARM meets level 0
+        settling = coarse and not freeze_finest and coarse_share <= frac < coarse_share + 0.05  # ARM meets level 0
         if target_bits is not None and step % controller_every == 0 and frac > 0.05 and not settling:
-            with torch.no_grad():  # the rate the loss sees (the coarse phase: levels 1 and up)
-                rb = float(model.rate_bits(model.quantized_latents("round", start=1 if in_coarse else 0)))
+            with torch.no_grad():  # the rate the loss sees (levels 1 and up while level 0 is held)
+                start = 1 if in_coarse or freeze_finest else 0
+                rb = float(model.rate_bits(model.quantized_latents("round", start=start)))
             ratio = (rb + fixed_bits) / max(target_bits + fixed_bits, 1.0)
             # a slow proportional step on log λ: Adam needs ~100 steps to answer a change of λ
             lam = float(lam * math.exp(controller_gain * max(-0.5, min(0.5, math.log(max(ratio, 1e-9))))))
