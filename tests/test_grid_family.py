@@ -154,3 +154,12 @@ def test_dead_zone_fallback_fits_any_budget_above_the_networks(small_result):
     data = coder.coarser(net, full - 40)
     assert data is not None and len(data) <= full - 40 and coder.dead_zone > 0.5
     assert coder.coarser(net, 10) is None  # not even all-zero latents fit 10 bytes
+
+
+def test_auto_family_follows_the_measured_choice():
+    from hyperproj.codec.pipeline import AUTO_IMAGE_FAMILY, auto_family
+    from hyperproj.inr import AudioSignal
+
+    assert auto_family(ImageSignal(torch.rand(4, 4, 3))) == AUTO_IMAGE_FAMILY
+    assert auto_family(AudioSignal(np.zeros((8, 1), np.float32), 8000)) == "doh"
+    assert auto_family(object()) == "doh"

@@ -168,9 +168,11 @@ def compress(
     return CompressResult(model=decoded, data=data, report=report)
 
 
-AUTO_IMAGE_FAMILY = "grid"
+AUTO_IMAGE_FAMILY = "doh"
 """The family ``family="auto"`` (or ``model="auto"``) uses for images: the one measured better on
-Kodak at 0.3 bpp in a 300 s budget (``docs/latent_grid.md``, section "Measured")."""
+Kodak at 0.3 bpp. Today the SIREN/D'OH family: its 16-image mean (27.15 dB, 300 s, 2 threads) is
+above the grid family's (``docs/latent_grid.md``, "Measured": 120 s, 1 shared thread); the grid
+family wins on some images (kodim05). Change it only on a same-conditions measurement."""
 
 
 def auto_family(signal: Any) -> str:
