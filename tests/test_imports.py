@@ -17,8 +17,9 @@ ROOT = Path(hyperproj.__file__).parent
 
 # The codec's modules in pipeline order: each may import only modules listed before it.
 CODEC_ORDER = [
-    "entropy", "quant", "format", "signals", "hypermodel", "rate", "train", "job", "batch",
-    "families.registry", "families.doh", "families", "cropfile", "rendering", "pipeline", "inputs", "collection", "",
+    "entropy", "_arm_coding", "quant", "format", "signals", "hypermodel", "rate", "train", "job", "batch",
+    "families.registry", "families.doh", "families.grid", "families", "cropfile", "rendering", "pipeline",
+    "inputs", "collection", "",
 ]
 MAX_CODEC_LINES = 420
 

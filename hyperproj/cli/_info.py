@@ -41,7 +41,7 @@ def run(a) -> int:
                    "parameters": sum(p.numel() for p in base.parameters()), "bytes": len(data)}
         return _print({"file_kind": kind, **rep}, a.json)
     rep = codec.info(a.input)
-    if a.json or "latent_bytes" not in rep:  # JSON, or a family with its own report
+    if a.json or "family" in rep or "latent_bytes" not in rep:  # JSON, or a family with its own report
         return _print(rep, a.json)
     h = rep["header"]
     arch = h["architecture"]

@@ -113,6 +113,8 @@ def compress(
         projection: ``"auto"``, ``"dense"``, ``"streamed"``, ``"fastfood"``.
         latent_dim: force ``n`` (the guarantee still holds: it shrinks if the file is over).
         fit_options: extra arguments for :func:`hyperproj.inr.fit`.
+        model: also the name of a model family (``"grid"``, ``"doh"``): the same as ``family=``;
+            ``"auto"``: the family measured better for the signal (:func:`auto_family`).
         family: the model family (:func:`~hyperproj.codec.family_names`; default ``"doh"``, the
             SIREN/D'OH family described above). ``model``, ``projection``, ``latent_dim`` and
             ``**options`` go to the family.
@@ -135,6 +137,10 @@ def compress(
         >>> res.report["bpp"] <= 0.5  # doctest: +SKIP
         True
     """
+    if isinstance(model, str):  # a family by name: compress(img, model="grid"), or "auto"
+        family, model = model, None
+    if family == "auto":
+        family = auto_family(signal)
     job = Job.create(signal, bpp, max_bytes=max_bytes, bits=bits, bias_bits=bias_bits, method=method,
                      time_budget=time_budget, steps=steps, lr=lr, qat_steps=qat_steps, seed=seed,
                      progress=progress, fit_options=fit_options)
@@ -228,6 +234,32 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
         coder.first = False
         results.append(_finish(job, coder, net, trained=True))
     return results
+
+
+AUTO_IMAGE_FAMILY = "doh"
+"""The family ``family="auto"`` (or ``model="auto"``) uses for images: the one measured better on
+Kodak at 0.3 bpp. Today the SIREN/D'OH family: its 16-image mean (27.15 dB, 300 s, 2 threads) is
+above the grid family's (``docs/latent_grid.md``, "Measured": 120 s, 1 shared thread); the grid
+family wins on some images (kodim05). Change it only on a same-conditions measurement."""
+
+
+def auto_family(signal: Any) -> str:
+    """The family ``"auto"`` resolves to for ``signal``: :data:`AUTO_IMAGE_FAMILY` for images
+    (arrays and paths are images), the default family otherwise.
+
+    Examples:
+        >>> import numpy as np
+        >>> auto_family(np.zeros((4, 4, 3), np.uint8)) == AUTO_IMAGE_FAMILY
+        True
+    """
+    from ..inr.signals import ImageSignal
+    from .signals import as_signal
+
+    try:
+        sig = as_signal(signal)
+    except HyperprojError:
+        return DEFAULT_FAMILY
+    return AUTO_IMAGE_FAMILY if isinstance(sig, ImageSignal) else DEFAULT_FAMILY
 
 
 def decode(data: bytes) -> nn.Module:

@@ -13,6 +13,7 @@ Examples:
 from .data import data_dir, find_audio, find_mesh
 from .fit import ErrorSampling, FitHistory, default_lr, fit, make_optimizer, optimizer_names
 from .incode import Harmonizer, Incode, IncodeComposer
+from .latent_grid import LatentGrid, fit_grid
 from .local_global import LocalGlobal, auto_partition_factors, crop, extend
 from .metrics import iou, psnr, ssim
 from .models import MLP, FourierFeatures, SineLayer, Siren, sine_linear, sine_lr, warm_kernels
@@ -28,6 +29,7 @@ __all__ = [
     "ImageSignal",
     "Incode",
     "IncodeComposer",
+    "LatentGrid",
     "LocalGlobal",
     "MLP",
     "MetricSpec",
@@ -46,6 +48,7 @@ __all__ = [
     "find_audio",
     "find_mesh",
     "fit",
+    "fit_grid",
     "grid_coords",
     "iou",
     "make_optimizer",

@@ -7,7 +7,10 @@ A new family is a :class:`Family` subclass decorated with :func:`register_family
 module registers it (``compress(..., family=NAME)``; ``decompress`` finds it from the file).
 """
 
-from . import doh  # noqa: F401  (registers "doh")
+from . import (
+    doh,  # noqa: F401  (registers "doh")
+    grid,  # noqa: F401  (registers "grid")
+)
 from .registry import (
     DEFAULT_FAMILY,
     Family,

@@ -1,0 +1,156 @@
+"""LatentGrid: the float model, its integer twin, and the ARM-driven rANS coder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hyperproj import HyperprojError
+from hyperproj.codec import _arm_coding as ac
+from hyperproj.inr import ImageSignal, LatentGrid, fit_grid, model_spec
+from hyperproj.inr import _grid_int as gi
+from hyperproj.inr.latent_grid import level_sizes, up2
+
+
+def _random_arm(rng: np.random.Generator, hidden: int = 6, q: int = 6) -> list:
+    k = len(gi.CONTEXT)
+    shapes = [(hidden, k), (hidden, hidden), (2, hidden)]
+    return [(rng.integers(-40, 41, size=s).astype(np.int64), q, rng.integers(-200, 201, size=s[0]).astype(np.int64))
+            for s in shapes]
+
+
+def test_level_sizes_and_params():
+    net = LatentGrid(10, 7, levels=4, hidden=(8,), arm_hidden=5)
+    assert level_sizes(10, 7, 4) == [(10, 7), (5, 4), (3, 2), (2, 1)]
+    assert [tuple(p.shape) for p in net.latents] == level_sizes(10, 7, 4)
+    assert model_spec(net)["name"] == "latent-grid"
+    assert net.image().shape == (10, 7, 3)
+
+
+@pytest.mark.parametrize("kwargs, word", [({"height": 0}, "height"), ({"levels": 0}, "levels"),
+                                           ({"hidden": "24"}, "hidden"), ({"arm_hidden": 1.5}, "arm_hidden")])
+def test_bad_config_names_parameter(kwargs, word):
+    args = {"height": 8, "width": 8, **kwargs}
+    with pytest.raises(HyperprojError, match=word):
+        LatentGrid(**args)
+
+
+def test_up2_float_matches_integer():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-9, 10, size=(2, 5, 7))
+    fl = up2(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    it = gi.up2(x.astype(np.int64) << gi.ACT_BITS) / 2.0**gi.ACT_BITS
+    assert fl.shape == (2, 10, 14)
+    assert np.abs(fl - it).max() <= 2 * 2.0**-gi.ACT_BITS  # floor shifts, one per axis
+    assert np.allclose(up2(torch.ones(1, 3, 3)).numpy(), 1.0)  # the taps sum to one
+
+
+def test_integer_decoder_tracks_float_model():
+    torch.manual_seed(0)
+    img = torch.rand(12, 10, 3)
+    net = LatentGrid(12, 10, levels=3, hidden=(8,), arm_hidden=4)
+    fit_grid(net, ImageSignal(img), steps=30, lam=1e-4, lr=3e-2)
+    fl = torch.round(net.image().clamp(0, 1) * 255).detach().numpy()
+    it = net.decode_pixels(gi.ACT_BITS).astype(np.float64)
+    assert np.abs(fl - it).max() <= 2  # weights at 2^-12: the integer twin is within rounding
+
+
+def test_fit_grid_lowers_loss_and_rate_follows_lambda():
+    torch.manual_seed(0)
+    sig = ImageSignal(torch.rand(16, 16, 3) * 0.2 + torch.linspace(0, 0.6, 16)[None, :, None])
+    lo = LatentGrid(16, 16, levels=3, hidden=(8,), arm_hidden=4)
+    h = fit_grid(lo, sig, steps=120, lam=1e-5, lr=3e-2)
+    assert h["loss"][-1] < h["loss"][0]
+    torch.manual_seed(0)
+    hi = LatentGrid(16, 16, levels=3, hidden=(8,), arm_hidden=4)
+    fit_grid(hi, sig, steps=120, lam=3e-1, lr=3e-2)
+    rate = [float(m.rate_bits(m.quantized_latents("round"))) for m in (lo, hi)]
+    assert rate[1] < rate[0]
+
+
+def test_fit_grid_rejects_bad_input():
+    net = LatentGrid(8, 8, levels=2, hidden=(4,), arm_hidden=4)
+    with pytest.raises(HyperprojError, match="shape"):
+        fit_grid(net, ImageSignal(torch.rand(9, 8, 3)), steps=1)
+    with pytest.raises(HyperprojError, match="lam"):
+        fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, lam=-1.0)
+
+
+def test_forward_renders_pixels_at_coordinates():
+    net = LatentGrid(6, 4, levels=2, hidden=(4,), arm_hidden=4)
+    pix = np.arange(6 * 4 * 3, dtype=np.uint8).reshape(6, 4, 3)
+    net.set_decoded(pix)
+    sig = ImageSignal(torch.zeros(6, 4, 3))
+    out = sig.render(net)
+    assert torch.equal(torch.round(out * 255).to(torch.uint8).reshape(6, 4, 3), torch.as_tensor(pix))
+
+
+@settings(max_examples=60, deadline=None)
+@given(mu=st.integers(-2000, 2000), j=st.integers(gi.J_MIN, gi.J_MAX), a=st.integers(1, 300))
+def test_laplace_cdf_is_a_valid_table(mu, j, a):
+    c = gi.laplace_cdf(np.array([mu]), np.array([j]), a)[0]
+    assert c[0] == 0 and c[-1] == 1 << gi.PREC and len(c) == 2 * a + 2
+    assert np.all(np.diff(c) >= 1)
+    starts, freqs = gi.symbol_intervals(np.arange(-a, a + 1), np.full(2 * a + 1, mu), np.full(2 * a + 1, j), a)
+    assert np.array_equal(starts, c[:-1]) and np.array_equal(freqs, np.diff(c))
+
+
+def test_laplace_cdf_follows_the_distribution():
+    c = gi.laplace_cdf(np.array([0, 3 * 16]), np.array([0, 0]), 8)
+    p = np.diff(c, axis=1) / 2.0**gi.PREC
+    assert p[0].argmax() == 8 and p[1].argmax() == 8 + 3  # peak at mu (symbol index A + mu)
+    assert abs(p[0, 8] - (1 - np.exp(-0.5))) < 1e-3  # Laplace(0, 1) mass on [-1/2, 1/2]
+
+
+def test_wavefront_orders_every_context_first():
+    h, w = 5, 7
+    when = np.full((h, w), -1)
+    for t, (rows, cols) in enumerate(gi.wavefront(h, w)):
+        when[rows, cols] = t
+    assert (when >= 0).all()
+    for i in range(h):
+        for j in range(w):
+            for di, dj in gi.CONTEXT:
+                if 0 <= i + di < h and 0 <= j + dj < w:
+                    assert when[i + di, j + dj] < when[i, j]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), h=st.integers(1, 9), w=st.integers(1, 9), a=st.integers(0, 20),
+       spread=st.floats(0.05, 8.0))
+def test_coder_round_trip_with_arm_probabilities(seed, h, w, a, spread):
+    rng = np.random.default_rng(seed)
+    q = np.clip(np.round(rng.laplace(0, spread, size=(h, w))), -a, a).astype(np.int64)
+    arm = _random_arm(rng)
+    data = ac.encode_level(q, a, arm)
+    assert np.array_equal(ac.decode_level(data, h, w, a, arm), q)
+    if a:
+        assert abs(8 * len(data) - ac.level_bits(q, a, arm)) <= 8 * 5 + 0.01 * h * w  # state + renorm slack
+
+
+def test_coder_refuses_damage():
+    rng = np.random.default_rng(1)
+    q = rng.integers(-3, 4, size=(8, 8))
+    arm = _random_arm(rng)
+    data = ac.encode_level(q, 3, arm)
+    with pytest.raises(HyperprojError):
+        ac.decode_level(data[:-1], 8, 8, 3, arm)
+    with pytest.raises(HyperprojError):
+        ac.decode_level(data + b"\x00", 8, 8, 3, arm)
+    with pytest.raises(HyperprojError):
+        ac.decode_level(b"\x01", 8, 8, 3, arm)
+    with pytest.raises(HyperprojError, match="alphabet"):
+        ac.encode_level(q, 2, arm)
+
+
+def test_coarse_phase_trains_coarse_levels_only_then_all():
+    torch.manual_seed(0)
+    sig = ImageSignal(torch.rand(16, 16, 3))
+    net = LatentGrid(16, 16, levels=3, hidden=(8,), arm_hidden=4)
+    fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=1.0, latent_lr_scale=5)
+    assert float(net.latents[0].abs().max()) == 0.0 and float(net.latents[1].abs().max()) > 0.0
+    h = fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=0.5, latent_lr_scale=5)
+    assert float(net.latents[0].abs().max()) > 0.0 and h["steps"] == 20
