@@ -375,8 +375,9 @@ class HyperModel(nn.Module):
         self.weight_grad = None
 
     def latent_vjp(self, grad_weights: torch.Tensor) -> torch.Tensor:
-        """``Jᵀ g``: the latent gradient that a flattened weight gradient ``g`` (shape ``(P,)``,
-        layers in :attr:`target_names` order) back-propagates to, without autograd's graph.
+        """``Jᵀ g``: the latent gradient that a flattened weight gradient ``g`` (shape ``(P,)``, or
+        ``(..., P)`` for several at once; layers in :attr:`target_names` order) back-propagates to,
+        without autograd's graph.
 
         Examples:
             >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)

@@ -289,7 +289,7 @@ class StreamedProjection(Projection):
 
 
 def projection_adjoint(proj: Projection, g: torch.Tensor) -> torch.Tensor:
-    """``Bᵀ g`` for ``g`` of shape ``(P,)``: the projection's own ``adjoint`` where it has one, else
+    """``Bᵀ g`` for ``g`` of shape ``(..., P)``: the projection's own ``adjoint`` where it has one, else
     the vector-Jacobian product of the (linear) operator at ``z = 0``. Not differentiated through.
 
     Examples:
@@ -302,7 +302,7 @@ def projection_adjoint(proj: Projection, g: torch.Tensor) -> torch.Tensor:
     if callable(own):
         with torch.no_grad():
             return own(g)
-    v = torch.zeros(proj.latent_dim, dtype=g.dtype, device=g.device, requires_grad=True)
+    v = torch.zeros(*g.shape[:-1], proj.latent_dim, dtype=g.dtype, device=g.device, requires_grad=True)
     with torch.enable_grad():
         (out,) = torch.autograd.grad(proj(v), v, grad_outputs=g)
     return out

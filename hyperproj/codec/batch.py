@@ -82,18 +82,7 @@ class LatentBatch(nn.Module):
 
     def latent_vjp(self, grad_weights: torch.Tensor) -> torch.Tensor:
         """``Jᵀ g`` for every signal: ``(K, P)`` weight gradients to ``(K, n)`` latent gradients."""
-        hyper = self.template
-        g = grad_weights if hyper._gain_vector is None else grad_weights * hyper._gain_vector
-        own = getattr(hyper.projection, "adjoint", None)
-        with torch.no_grad():
-            if callable(own):
-                return own(g)
-            if hasattr(hyper.projection, "matrix"):  # dense: B is held
-                return g @ hyper.projection.matrix.to(g.dtype)
-        v = torch.zeros(g.shape[0], hyper.latent_dim, dtype=g.dtype, device=g.device, requires_grad=True)
-        with torch.enable_grad():
-            (out,) = torch.autograd.grad(hyper.projection(v), v, grad_outputs=g)
-        return out
+        return self.template.latent_vjp(grad_weights)
 
     def _collect(self, grad: torch.Tensor) -> None:
         g = grad.detach()

@@ -289,10 +289,10 @@ def compress_many(
     unknown = [b for b in baselines if b not in ("JPEG", "WEBP", "JPEG2000")]
     if unknown:
         raise _error(f"baselines must be among ('JPEG', 'WEBP', 'JPEG2000'), got {unknown!r}")
-    outs = output_paths(paths, out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise _error(f"batch must be an int >= 1, got {batch!r}")
+    outs = output_paths(paths, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     settings = _settings(bpp, resize, {**options, **({"batch": batch} if batch > 1 else {})})
     options = {**options, "progress": False}
     previous = _read_manifest(out_dir) if resume else {}
@@ -328,10 +328,11 @@ def compress_many(
         _merge(out_dir, paths, outs, resize, settings)
     _distributed.barrier()
     merged = _read_manifest(out_dir)
+    redone = {str(p) for p, _ in todo}
     records = []
     for path in paths:
         rec = dict(merged.get(str(path)) or {"input": str(path), "status": "failed", "error": "no record"})
-        if not any(str(path) == str(p) for p, _ in todo):
+        if str(path) not in redone:
             rec["resumed"] = True
         records.append(rec)
     table: dict[str, list[dict[str, Any]]] = {fmt: [] for fmt in baselines}
