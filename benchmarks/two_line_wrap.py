@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/two_line_wrap.py                 # ~15 min on 1 CPU thread
     python benchmarks/two_line_wrap.py --steps 200 --models siren
+    python benchmarks/two_line_wrap.py --projection fastfood,orthogonal   # D'OH columns per kind
 """
 
 from __future__ import annotations
@@ -77,35 +78,43 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=64, help="hidden width of the wrapped network (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="model seed and D'OH seed")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--projection", default="auto",
+                    help="comma list of projection kinds for the D'OH columns (default auto: the default)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"# two-line wrap, {a.steps} full-batch steps, {a.size} px crops, width {a.width}, seed {a.seed}, "
           f"{a.threads} thread(s), hyperproj {hyperproj.__version__}", flush=True)
+    kinds = [k.strip() for k in a.projection.split(",") if k.strip()]
     failures = []
     for kind in [m.strip() for m in a.models.split(",") if m.strip()]:
         P = projected(build(kind, a.width, a.seed))
         half = hyperproj.reparametrize(build(kind, a.width, a.seed), P // 2, seed=a.seed)
         small = equal_width(kind, trainable(half))
-        cols = ["plain lr 1e-3", "plain default lr", "D'OH 100 %", "D'OH 50 %", f"plain width {small}"]
+        tag = (lambda k: f" [{k}]") if kinds != ["auto"] else (lambda k: "")
+        doh_cols = [c for k in kinds for c in (f"D'OH 100 %{tag(k)}", f"D'OH 50 %{tag(k)}")]
+        cols = ["plain lr 1e-3", "plain default lr", *doh_cols, f"plain width {small}"]
+        gaps = [c for k in kinds for c in (f"100 % gap{tag(k)}", f"50 % − equal size{tag(k)}")]
         print(f"\n## {kind}: {P} projected weights; D'OH 50 % trains {trainable(half)} values, the plain "
               f"width-{small} network {trainable(build(kind, small, a.seed))}")
-        print("| crop | " + " | ".join(cols) + " | 100 % gap | 50 % − equal size |")
-        print("|---|" + "---:|" * (len(cols) + 2))
+        print("| crop | " + " | ".join(cols + gaps) + " |")
+        print("|---|" + "---:|" * (len(cols) + len(gaps)))
         for name in CROPS:
             sig = crop(name, a.size)
             tic = time.perf_counter()
-            r = [run(build(kind, a.width, a.seed), sig, a.steps, lr=1e-3),
-                 run(build(kind, a.width, a.seed), sig, a.steps),
-                 run(hyperproj.reparametrize(build(kind, a.width, a.seed), P, seed=a.seed), sig, a.steps),
-                 run(hyperproj.reparametrize(build(kind, a.width, a.seed), P // 2, seed=a.seed), sig, a.steps),
-                 run(build(kind, small, a.seed), sig, a.steps)]
-            gap, edge = r[0] - r[2], r[3] - r[4]
-            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in r) + f" | {gap:+.2f} | {edge:+.2f} |"
-                  f"  ({time.perf_counter() - tic:.0f} s)", flush=True)
-            if gap > 1.0:
-                failures.append(f"{kind}/{name}: D'OH at 100 % is {gap:.2f} dB below the plain network")
-            if edge < 0:
-                failures.append(f"{kind}/{name}: D'OH at 50 % is {-edge:.2f} dB below the equal-size plain network")
+            plain = [run(build(kind, a.width, a.seed), sig, a.steps, lr=1e-3), run(build(kind, a.width, a.seed), sig, a.steps)]
+            doh = [run(hyperproj.reparametrize(build(kind, a.width, a.seed), n, seed=a.seed, projection=k), sig, a.steps)
+                   for k in kinds for n in (P, P // 2)]
+            ref = run(build(kind, small, a.seed), sig, a.steps)
+            cells = []
+            for i, k in enumerate(kinds):
+                gap, edge = plain[0] - doh[2 * i], doh[2 * i + 1] - ref
+                cells += [gap, edge]
+                if gap > 1.0:
+                    failures.append(f"{kind}/{name}{tag(k)}: D'OH at 100 % is {gap:.2f} dB below the plain network")
+                if edge < 0:
+                    failures.append(f"{kind}/{name}{tag(k)}: D'OH at 50 % is {-edge:.2f} dB below the equal-size plain network")
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in [*plain, *doh, ref]) + " | "
+                  + " | ".join(f"{v:+.2f}" for v in cells) + f" |  ({time.perf_counter() - tic:.0f} s)", flush=True)
     print("\nchecks: " + ("all passed" if not failures else f"{len(failures)} failed"))
     for f in failures:
         print(f"  - {f}")

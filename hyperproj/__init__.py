@@ -8,7 +8,10 @@ Examples:
     torch.Size([1, 3])
 """
 
-from . import _fastfood  # noqa: F401  (registers projection='fastfood')
+from . import (
+    _fastfood,  # noqa: F401  (registers projection='fastfood')
+    _orthogonal,  # noqa: F401  (registers projection="orthogonal")
+)
 from ._errors import HyperprojError
 from .codec import CollectionResult, CompressResult, compress, compress_many, decompress
 from .distill import DistillReport, distill

@@ -132,7 +132,7 @@ class GroupPlan:
             from .projection import DEFAULT_DENSE_CAP_BYTES
 
             cap = DEFAULT_DENSE_CAP_BYTES if dense_cap_bytes is None else dense_cap_bytes
-            kind = resolve_kind("auto", max(self.global_dim, 1), max(shared, 1), cap)
+            kind = resolve_kind("auto", max(self.global_dim, 1), max(shared, 1), cap, distribution)
         return GroupedProjection(self, kind, layer_sizes, layer_scales, seed, distribution)
 
 

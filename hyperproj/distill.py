@@ -362,6 +362,7 @@ def project_weights(
     block = block_rows or max(1, _BLOCK_ELEMENTS // n)
 
     has_rows = proj.kind in ("dense", "streamed")
+    orthonormal = bool(getattr(proj, "orthonormal", False))
     small = 4 * n * total <= _MATERIALIZE_CAP_BYTES
     if solver == "auto":
         # CG converges in tens of iterations while B is well conditioned (n <= 0.7 P: condition
@@ -370,8 +371,10 @@ def project_weights(
         # For an explicit dense B each CG iteration is two passes over B, and CG stays faster than
         # the 2·P·n² Gram product up to n ≈ 0.9 P (9x40 SIREN: 13 s vs ~36 s at 80 %, 29 s vs
         # 51 s at 90 %).
+        # An orthonormal operator (projection="orthogonal") is well conditioned at every size: CG
+        # then needs only as many iterations as the layers' weights spread, even at n = P.
         limit = _CG_MAX_FRACTION_DENSE if proj.kind == "dense" else _CG_MAX_FRACTION
-        well_conditioned = n <= limit * total and proj.kind != "streamed"
+        well_conditioned = (n <= limit * total or orthonormal) and proj.kind != "streamed"
         chosen = "cgls" if well_conditioned or not (has_rows or small) else "gram"
     else:
         chosen = solver
@@ -381,7 +384,7 @@ def project_weights(
             f"number of projected weights), got latent_dim = {n}"
         )
     square = n == total and (has_rows or solver == "lu" or 4 * n * n <= _SQUARE_CAP_BYTES)
-    if solver == "auto" and square:
+    if solver == "auto" and square and not orthonormal:
         chosen = "lu"
     if chosen == "gram" and not has_rows and not square:
         proj = _Materialized(proj)

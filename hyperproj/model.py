@@ -264,7 +264,7 @@ class HyperModel(nn.Module):
         if self._groups is not None:
             self.projection = self._groups.make_projection(projection, sizes, scales, seed, distribution, dense_cap_bytes)
         else:
-            kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes)
+            kind = resolve_kind(projection, latent_dim, total, dense_cap_bytes, distribution)
             self.projection = make_projection(kind, latent_dim, sizes, scales, seed, distribution)
         self.projection.to(device=params[0].device, dtype=params[0].dtype)
         self._fingerprint: list[float] | None = None

@@ -92,12 +92,22 @@ def test_explicit_gram_solver_at_square_size_uses_lu():
         hyperproj.distill(_mlp(6), P - 1, 0, solver="lu")
 
 
-def test_min_norm_when_latent_exceeds_weights():
+@pytest.mark.parametrize("projection", ["dense", "auto"])
+def test_min_norm_when_latent_exceeds_weights(projection):
     net = _mlp(5)
-    hyper = hyperproj.distill(net, P + 100, 0)
+    hyper = hyperproj.distill(net, P + 100, 0, projection=projection)
     rep = hyper.distill_report
-    assert rep.solver == "gram-min-norm"
+    # auto: the orthogonal kind (n > P/2), whose conditioning lets CG solve it; CG from z = 0 stays
+    # in the row space of B, so it also ends at the minimum-norm solution
+    assert rep.solver == ("gram-min-norm" if projection == "dense" else "cgls")
     assert max(rep.residuals.values()) < 1e-4
+    if projection == "auto":
+        proj = hyper.projection
+        assert proj.kind == "orthogonal"
+        z = hyper.latent.detach().double()
+        rows = proj.rows(0, proj.num_outputs).double()  # (P, n): z in their span <=> minimum norm
+        in_span = rows.T @ torch.linalg.lstsq(rows.T, z).solution
+        assert float((in_span - z).norm() / z.norm()) < 1e-4
     # biases and untargeted parameters are copied
     torch.testing.assert_close(hyper.base[0].bias, net[0].bias)
     x = torch.rand(16, 2)

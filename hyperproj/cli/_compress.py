@@ -28,7 +28,8 @@ def add(sub) -> None:
     c.add_argument("--lr", type=float, default=None, help="learning rate")
     c.add_argument("--time-budget", type=float, default=None, metavar="S", help="stop training after S seconds in all")
     c.add_argument("--model", default="siren", help="siren (default: D'OH's 9x40 SIREN, wider at high rates) or a JSON model spec")
-    c.add_argument("--projection", default="auto", help="auto, dense, streamed, fastfood")
+    c.add_argument("--projection", default="auto", help="auto (default: orthogonal from a latent of 30 %% of the weights up, else dense or fastfood), "
+                   "orthogonal, dense, streamed, fastfood")
     c.add_argument("--seed", type=int, default=0, help="integer seed of the projection B and the initial latent (default 0)")
     c.add_argument("--resize", type=int, default=None, help="resize so the longer side has this many pixels first")
     c.add_argument("--family", default="doh",

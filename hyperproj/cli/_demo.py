@@ -35,15 +35,9 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
     signal = ImageSignal.from_array(skimage.data.astronaut()).resize(size)
     signal.to_image(signal.values).save(out / "original.png")
     rows = []
-    try:
-        import hyperproj._fastfood  # noqa: F401  (cheap to build: no dense B)
-
-        projection = "fastfood"
-    except ImportError:  # pragma: no cover
-        projection = "auto"
     for bpp in rates:
         res = codec.compress(signal, bpp=bpp, steps=steps, time_budget=budget if steps is None else None,
-                             progress=progress, projection=projection)
+                             progress=progress)
         path = res.save(out / f"astronaut_{bpp:g}bpp.hpz")
         codec.render(res.model, path=out / f"astronaut_{bpp:g}bpp.png")
         r = res.report

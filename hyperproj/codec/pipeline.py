@@ -110,7 +110,8 @@ def compress(
         lr: Adam learning rate (default 1e-3 for the offset latent, the edge of stability for
             SIREN and offset D'OH alike; 3e-3 with latent × 10 for the unit latent).
         time_budget: seconds for the whole call (training gets what encoding does not need).
-        projection: ``"auto"``, ``"dense"``, ``"streamed"``, ``"fastfood"``.
+        projection: ``"auto"`` (see :func:`hyperproj.projection.resolve_kind`), ``"orthogonal"``,
+            ``"dense"``, ``"streamed"``, ``"fastfood"``.
         latent_dim: force ``n`` (the guarantee still holds: it shrinks if the file is over).
         fit_options: extra arguments for :func:`hyperproj.inr.fit`.
         model: also the name of a model family (``"grid"``, ``"doh"``): the same as ``family=``;

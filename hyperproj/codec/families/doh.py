@@ -225,7 +225,7 @@ class Doh(Family):
         P, npar, ntens = _layout(net, self.options)
         like = {
             "a": [spec["name"], compact_config(net, spec["config"])], "g": rng.GENERATOR_VERSION, "s": job.seed,
-            "p": "fastfood", "q": [job.bits, job.bias_bits], "f": 4294967295, "x": signal_meta(job.signal),
+            "p": "orthogonal", "q": [job.bits, job.bias_bits], "f": 4294967295, "x": signal_meta(job.signal),
         }
         if self.options.get("latent_scale", "unit") != "unit":
             like["l"] = self.options["latent_scale"]
