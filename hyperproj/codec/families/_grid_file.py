@@ -13,7 +13,7 @@ Header fields: ``c`` (``[levels, hidden widths, ARM width]``), ``v`` (grid forma
 (network alphabets), ``x`` (signal metadata: ``{"i": [H, W, C]}``). Sections: ``s`` (synthesis), ``a`` (ARM),
 ``l0``… (latent levels, finest first).
 
-The training and the choices (budget, steps, dead zone) are the family's,
+The training and the choices (budget, steps, latent shrink) are the family's,
 :mod:`hyperproj.codec.families.grid`; it re-exports what this module defines.
 
 Examples:
