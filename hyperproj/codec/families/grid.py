@@ -65,8 +65,8 @@ def _sizes_for(budget: int) -> tuple[list[int], int]:
     return [8], 4
 
 
-LATENT_SHRINKS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
-                  0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+LATENT_SHRINKS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7,
+                  0.75, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 """The shrinks :meth:`Grid.coarser` tries, smallest first (then all latents zero)."""
 
 
