@@ -89,7 +89,7 @@ def bd_rows(grid: list[tuple[float, float]], anchors: dict[str, list[tuple[float
     return out
 
 
-def sweep(sig: ImageSignal, name: str, rates: list[float], a: argparse.Namespace) -> dict:
+def _sweep(sig: ImageSignal, name: str, rates: list[float], a: argparse.Namespace) -> dict:
     """One image's rate sweep: the grid family at every rate, WebP and JPEG2000 at the same
     targets, and the Bjøntegaard deltas."""
     grid = []
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in _images(a.data or kodak_dir(), a.images):
         sig = ImageSignal.from_file(path)
         if a.sweep is not None:
-            row = sweep(sig, path.stem, sorted(a.sweep), a)
+            row = _sweep(sig, path.stem, sorted(a.sweep), a)
             with a.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{path.stem}: BD-rate vs WebP {_pct(row['webp_bd_rate'])}, vs JPEG2000 {_pct(row['jpeg2000_bd_rate'])}; "
