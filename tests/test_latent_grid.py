@@ -71,12 +71,56 @@ def test_fit_grid_lowers_loss_and_rate_follows_lambda():
     assert rate[1] < rate[0]
 
 
+def _all_dead_start(seed: int) -> tuple[LatentGrid, ImageSignal]:
+    """A synthesis whose every hidden unit is dead at the start (latents at zero, negative biases):
+    an extreme of what PyTorch's bias initialisation does to about half the units."""
+    torch.manual_seed(seed)
+    img = torch.rand(16, 16, 3) * 0.3 + torch.linspace(0, 0.6, 16)[None, :, None]
+    net = LatentGrid(16, 16, levels=3, hidden=(8, 8), arm_hidden=4)
+    with torch.no_grad():
+        for layer in net.synthesis[:-1]:
+            layer.bias.fill_(-0.2)
+    return net, ImageSignal(img)
+
+
+def test_fit_grid_revives_a_dead_synthesis(one_thread):
+    # without re-arming, no gradient reaches the latents or the hidden units: the image stays one
+    # flat colour (the collapse kodim17 showed); with it the fit learns the gradient
+    net, sig = _all_dead_start(0)
+    h = fit_grid(net, sig, steps=80, lam=1e-5, lr=3e-2)
+    assert h["revived"] >= 16
+    assert h["psnr"][-1] > h["psnr"][0] + 5
+    img = net.image("none").detach()
+    assert float(img.std(dim=(0, 1)).mean()) > 0.1
+    off, sig = _all_dead_start(0)
+    h_off = fit_grid(off, sig, steps=80, lam=1e-5, lr=3e-2, revive_every=0)
+    assert h_off["revived"] == 0
+    assert float(off.image("none").detach().std(dim=(0, 1)).mean()) < 1e-6  # flat: the old failure
+    assert h["psnr"][-1] > h_off["psnr"][-1] + 5
+
+
+def test_revive_dead_units_keeps_the_output():
+    torch.manual_seed(1)
+    net = LatentGrid(8, 8, levels=3, hidden=(6, 6), arm_hidden=4)
+    feats = torch.randn(64, 3)
+    with torch.no_grad():
+        net.synthesis[1].bias[:3] = -100.0  # three units of the second layer dead on every pixel
+    before = net.synthesize(feats)
+    assert net.revive_dead_units(feats) >= 3
+    assert torch.allclose(net.synthesize(feats), before)
+    assert bool((net.synthesis[1](torch.relu(net.synthesis[0](feats)))[:, :3] > 0).any(0).all())
+    with pytest.raises(HyperprojError, match="margin"):
+        net.revive_dead_units(feats, margin=0.0)
+
+
 def test_fit_grid_rejects_bad_input():
     net = LatentGrid(8, 8, levels=2, hidden=(4,), arm_hidden=4)
     with pytest.raises(HyperprojError, match="shape"):
         fit_grid(net, ImageSignal(torch.rand(9, 8, 3)), steps=1)
     with pytest.raises(HyperprojError, match="lam"):
         fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, lam=-1.0)
+    with pytest.raises(HyperprojError, match="revive_every"):
+        fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, revive_every=-1)
 
 
 def test_forward_renders_pixels_at_coordinates():

@@ -207,6 +207,40 @@ class LatentGrid(nn.Module):
                 feats = F.relu(feats)
         return feats
 
+    def revive_dead_units(self, feats: torch.Tensor, margin: float = 1e-2) -> int:
+        """Re-arm the synthesis's dead ReLU units on the features ``feats`` ``(N, levels)`` (the
+        pixels a training step sees); returns how many were re-armed.
+
+        A hidden unit that is not positive on any pixel passes no gradient, so nothing brings it
+        back (latents that start at zero make every pixel alike, which kills about half the units at
+        the first step; a large step can kill more later). Its bias is moved so that it is
+        ``margin`` above zero at the median pixel, and its outgoing weights are zeroed: the output
+        is unchanged (the unit gave nothing) and the next steps train the unit again.
+
+        Examples:
+            >>> net = LatentGrid(4, 4, levels=2, hidden=(3,))
+            >>> with torch.no_grad():
+            ...     _ = net.synthesis[0].bias.fill_(-1.0)  # every unit dead on zero features
+            >>> before = net.synthesize(torch.zeros(16, 2))
+            >>> net.revive_dead_units(torch.zeros(16, 2)), bool(torch.equal(net.synthesize(torch.zeros(16, 2)), before))
+            (3, True)
+        """
+        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+            raise HyperprojError(f"LatentGrid.revive_dead_units: margin must be a finite number > 0, got {margin!r}")
+        revived = 0
+        with torch.no_grad():
+            x = feats.detach()
+            for layer, nxt in zip(self.synthesis[:-1], self.synthesis[1:]):
+                pre = layer(x)
+                dead = (~(pre > 0).any(0)).nonzero()[:, 0]
+                if len(dead):
+                    layer.bias[dead] += margin - pre[:, dead].median(0).values
+                    nxt.weight[:, dead] = 0.0
+                    revived += len(dead)
+                    pre = layer(x)
+                x = F.relu(pre)
+        return revived
+
     def image(self, mode: str = "round") -> torch.Tensor:
         """The float model's image ``(H, W, C)`` with latents quantized by ``mode``.
 
@@ -334,7 +368,8 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
              time_budget: float | None = None, lr: float = 1e-2, noise_share: float = 0.8,
              target_bits: float | None = None, fixed_bits: float = 0.0, controller_every: int = 10,
              controller_gain: float = 0.25, coarse_share: float = 0.0, freeze_finest: bool = False,
-             min_lr_share: float = 0.02, latent_lr_scale: float = 1.0, progress: bool = False) -> dict[str, Any]:
+             min_lr_share: float = 0.02, latent_lr_scale: float = 1.0, revive_every: int = 10,
+             progress: bool = False) -> dict[str, Any]:
     """Rate–distortion training of ``model`` on an image ``signal``.
 
     Loss = MSE + ``lam`` · (latent bits / pixels). The first ``noise_share`` of the run adds uniform
@@ -350,8 +385,11 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     too, so the coarse levels never hold more than the budget: measured on a textured crop of
     kodim01, a λ held still there let them grow to 1.6× the budget and the full-resolution phase
     lost 10 dB cutting them back). ``freeze_finest`` keeps the full-resolution level at zero all
-    along (it is then neither trained nor stored).
-    Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``).
+    along (it is then neither trained nor stored). Every ``revive_every`` steps (0: never) the
+    synthesis's dead ReLU units are re-armed (:meth:`LatentGrid.revive_dead_units`, the output
+    unchanged).
+    Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``,
+    ``revived``: units re-armed).
 
     Examples:
         >>> import torch
@@ -359,7 +397,7 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         >>> net = LatentGrid(8, 8, levels=2, hidden=(8,), arm_hidden=4)
         >>> h = fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=3)
         >>> sorted(h)
-        ['bits', 'final_lam', 'lam', 'loss', 'psnr', 'steps']
+        ['bits', 'final_lam', 'lam', 'loss', 'psnr', 'revived', 'steps']
     """
     if not isinstance(model, LatentGrid):
         raise HyperprojError(f"fit_grid: model must be a LatentGrid, got {type(model).__name__}")
@@ -369,6 +407,8 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
                              f"{(*model.sizes[0], model.config['channels'])}")
     if not (isinstance(lam, (int, float)) and lam >= 0 and math.isfinite(lam)):
         raise HyperprojError(f"fit_grid: lam must be a finite number >= 0, got {lam!r}")
+    if isinstance(revive_every, bool) or not isinstance(revive_every, int) or revive_every < 0:
+        raise HyperprojError(f"fit_grid: revive_every must be an int >= 0, got {revive_every!r}")
     pixels = target.shape[0] * target.shape[1]
     coarse = coarse_share > 0 and len(model.sizes) > 1
     if coarse:  # the target at the second level's size (2x2 means, edges replicated)
@@ -383,7 +423,7 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
                                  {"params": nets, "scale": 1.0}], lr=lr)
 
     opt = make_opt()
-    hist: dict[str, Any] = {"loss": [], "psnr": [], "bits": [], "lam": [], "steps": 0}
+    hist: dict[str, Any] = {"loss": [], "psnr": [], "bits": [], "lam": [], "steps": 0, "revived": 0}
     t0 = time.perf_counter()
     step = 0
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -399,15 +439,16 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
         if in_coarse:  # half resolution, the finest level held at zero: 4x cheaper steps
             lat = model.quantized_latents(mode, start=1)
             feats = model.upsample(lat)
-            feats = torch.cat([feats, feats.new_zeros(feats.shape[0], 1)], 1)
-            mse = F.mse_loss(model.synthesize(feats).reshape(target_half.shape), target_half)
+            feats, goal = torch.cat([feats, feats.new_zeros(feats.shape[0], 1)], 1), target_half
         elif freeze_finest:  # full resolution, the finest level still held at zero
             lat = model.quantized_latents(mode, start=1)
-            feats = model.upsample([torch.zeros_like(model.latents[0]), *lat])
-            mse = F.mse_loss(model.synthesize(feats).reshape(target.shape), target)
+            feats, goal = model.upsample([torch.zeros_like(model.latents[0]), *lat]), target
         else:
             lat = model.quantized_latents(mode)
-            mse = F.mse_loss(model.synthesize(model.upsample(lat)).reshape(target.shape), target)
+            feats, goal = model.upsample(lat), target
+        if revive_every and step % revive_every == 0:
+            hist["revived"] += model.revive_dead_units(feats)
+        mse = F.mse_loss(model.synthesize(feats).reshape(goal.shape), goal)
         bits = model.rate_bits(lat)
         loss = mse + lam * bits / pixels
         if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
