@@ -57,7 +57,7 @@ from . import rng
 from ._errors import HyperprojError
 from .projection import Projection, register_projection
 
-__all__ = ["FastfoodProjection", "STREAM_BASE", "hadamard_transform"]
+__all__ = ["FastfoodProjection", "OperatorProjection", "STREAM_BASE", "hadamard_transform"]
 
 #: First ``rng`` stream used by fastfood; block ``k`` uses streams ``STREAM_BASE + 4k + {0,1,2}``.
 STREAM_BASE = 2**32
@@ -166,8 +166,69 @@ class _LinearNode(torch.autograd.Function):
         return ctx.proj.adjoint(tangent) if ctx.transpose else ctx.proj(tangent)
 
 
+class OperatorProjection(Projection):
+    """A projection given by two hand-written linear maps, ``_forward_op`` (``B z``) and
+    ``_adjoint_op`` (``Bᵀ g``), exposed as one autograd node each (:class:`_LinearNode`).
+
+    Subclasses (fastfood, orthogonal) implement the two maps and :meth:`rows`; this class checks
+    shapes (naming the kind) and routes calls: under ``torch.compile`` or without grad the maps
+    run directly, else through the node, whose backward is the other map.
+    """
+
+    def _check_last(self, t: torch.Tensor, size: int, what: str) -> None:
+        if t.dim() < 1 or t.shape[-1] != size:
+            raise HyperprojError(
+                f"hyperproj.projection({self.kind}): {what} must have shape (..., {size}), "
+                f"got {tuple(t.shape)}"
+            )
+
+    # -- the operator ----------------------------------------------------------------------
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``B z`` for ``z`` of shape ``(..., n)``: returns ``(..., P)``.
+
+        Examples:
+            >>> p = FastfoodProjection(5, [8], [1.0], seed=0)
+            >>> p(torch.ones(2, 3, 5)).shape
+            torch.Size([2, 3, 8])
+        """
+        self._check_last(z, self.latent_dim, "z")
+        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            return self._forward_op(z)
+        return _LinearNode.apply(z, self, False)
+
+    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
+        """``Bᵀ g`` for ``g`` of shape ``(..., P)``: returns ``(..., n)``.
+
+        Exact transpose of :meth:`forward` (``⟨B z, g⟩ = ⟨z, Bᵀ g⟩`` up to rounding); for
+        iterative least-squares solvers. Differentiable.
+
+        Examples:
+            >>> p = FastfoodProjection(6, [20], [1.0], seed=2)
+            >>> z, g = torch.randn(6), torch.randn(20)
+            >>> torch.allclose(p(z) @ g, z @ p.adjoint(g), rtol=1e-4, atol=1e-5)
+            True
+        """
+        self._check_last(g, self.num_outputs, "g")
+        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            return self._adjoint_op(g)
+        return _LinearNode.apply(g, self, True)
+
+    # The two operators read their buffers from ``_buffers`` and skip no-op dtype casts: each
+    # runs ~12 small ops per call, and at a 1,024-point batch Python's share of them is
+    # measurable (benchmarks/projection_speed.py).
+    def _buffer_as(self, name: str, dt: torch.dtype) -> torch.Tensor:
+        t = self._buffers[name]
+        return t if t.dtype == dt else t.to(dt)
+
+    def _forward_op(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _adjoint_op(self, g: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @register_projection("fastfood")
-class FastfoodProjection(Projection):
+class FastfoodProjection(OperatorProjection):
     """Stacked Fastfood blocks ``V_k = S_k H G_k Π_k H D_k``; see the module docstring.
 
     ``forward(z)`` takes ``z`` of shape ``(..., n)`` (any leading batch dims, ``torch.func.vmap``
@@ -255,51 +316,6 @@ class FastfoodProjection(Projection):
     # -- helpers ---------------------------------------------------------------------------
     def _hadamards(self) -> list[torch.Tensor]:
         return [getattr(self, name) for name in self._factor_names]
-
-    def _check_last(self, t: torch.Tensor, size: int, what: str) -> None:
-        if t.dim() < 1 or t.shape[-1] != size:
-            raise HyperprojError(
-                f"hyperproj.projection(fastfood): {what} must have shape (..., {size}), "
-                f"got {tuple(t.shape)}"
-            )
-
-    # -- the operator ----------------------------------------------------------------------
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``V z`` for ``z`` of shape ``(..., n)``: returns ``(..., P)``.
-
-        Examples:
-            >>> p = FastfoodProjection(5, [8], [1.0], seed=0)
-            >>> p(torch.ones(2, 3, 5)).shape
-            torch.Size([2, 3, 8])
-        """
-        self._check_last(z, self.latent_dim, "z")
-        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-            return self._forward_op(z)
-        return _LinearNode.apply(z, self, False)
-
-    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
-        """``Vᵀ g`` for ``g`` of shape ``(..., P)``: returns ``(..., n)``.
-
-        Exact transpose of :meth:`forward` (``⟨V z, g⟩ = ⟨z, Vᵀ g⟩`` up to rounding); for
-        iterative least-squares solvers. Differentiable.
-
-        Examples:
-            >>> p = FastfoodProjection(6, [20], [1.0], seed=2)
-            >>> z, g = torch.randn(6), torch.randn(20)
-            >>> torch.allclose(p(z) @ g, z @ p.adjoint(g), rtol=1e-4, atol=1e-5)
-            True
-        """
-        self._check_last(g, self.num_outputs, "g")
-        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-            return self._adjoint_op(g)
-        return _LinearNode.apply(g, self, True)
-
-    # The two operators read their buffers from ``_buffers`` and skip no-op dtype casts: each
-    # runs ~12 small ops per call, and at a 1,024-point batch Python's share of them is
-    # measurable (benchmarks/projection_speed.py).
-    def _buffer_as(self, name: str, dt: torch.dtype) -> torch.Tensor:
-        t = self._buffers[name]
-        return t if t.dtype == dt else t.to(dt)
 
     def _forward_op(self, z: torch.Tensor) -> torch.Tensor:
         n, d, k = self.latent_dim, self.dim, self.num_blocks

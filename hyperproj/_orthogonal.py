@@ -52,8 +52,14 @@ import torch.nn.functional as F
 
 from . import rng
 from ._errors import HyperprojError
-from ._fastfood import _apply_hadamard, _factor_log2s, _LinearNode, _random_permutation, _sylvester
-from .projection import Projection, register_projection
+from ._fastfood import (
+    OperatorProjection,
+    _apply_hadamard,
+    _factor_log2s,
+    _random_permutation,
+    _sylvester,
+)
+from .projection import register_projection
 
 __all__ = ["OrthogonalProjection", "ORTHO_STREAM_BASE"]
 
@@ -69,11 +75,11 @@ _ROWS_CHUNK_ELEMENTS = 1 << 22
 
 
 @register_projection("orthogonal")
-class OrthogonalProjection(Projection):
+class OrthogonalProjection(OperatorProjection):
     """``B = diag(scales) · √N · Q[:P, :n]`` with ``Q`` a random orthogonal ``N × N`` matrix; see the
     module docstring.
 
-    ``forward(z)`` takes ``(..., n)`` and returns ``(..., P)``; :meth:`adjoint` is the exact
+    ``forward(z)`` takes ``(..., n)`` and returns ``(..., P)``; ``adjoint`` is the exact
     transpose. One autograd node whose backward is the adjoint (as for fastfood), so ``grad``,
     ``jvp``, ``vmap`` and ``torch.compile`` work. Buffers are non-persistent (rebuilt from the seed).
 
@@ -98,14 +104,8 @@ class OrthogonalProjection(Projection):
     #: (distill picks conjugate gradients at every latent size).
     orthonormal = True
 
-    def __init__(
-        self,
-        latent_dim: int,
-        layer_sizes: Sequence[int],
-        layer_scales: Sequence[float],
-        seed: int,
-        distribution: str = "uniform",
-    ) -> None:
+    def __init__(self, latent_dim: int, layer_sizes: Sequence[int], layer_scales: Sequence[float], seed: int,
+                 distribution: str = "uniform") -> None:
         super().__init__(latent_dim, layer_sizes, layer_scales, seed, distribution)
         if distribution != "uniform":
             raise HyperprojError(
@@ -142,43 +142,6 @@ class OrthogonalProjection(Projection):
         for i, f in enumerate(_factor_log2s(self.block.bit_length() - 1)):
             self._factor_names.append(f"hadamard_{i}")
             self.register_buffer(f"hadamard_{i}", _sylvester(f), persistent=False)
-
-    def _check_last(self, t: torch.Tensor, size: int, what: str) -> None:
-        if t.dim() < 1 or t.shape[-1] != size:
-            raise HyperprojError(
-                f"hyperproj.projection(orthogonal): {what} must have shape (..., {size}), got {tuple(t.shape)}"
-            )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``B z`` for ``z`` of shape ``(..., n)``: returns ``(..., P)``.
-
-        Examples:
-            >>> p = OrthogonalProjection(5, [8], [1.0], seed=0)
-            >>> p(torch.ones(2, 3, 5)).shape
-            torch.Size([2, 3, 8])
-        """
-        self._check_last(z, self.latent_dim, "z")
-        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-            return self._forward_op(z)
-        return _LinearNode.apply(z, self, False)
-
-    def adjoint(self, g: torch.Tensor) -> torch.Tensor:
-        """``Bᵀ g`` for ``g`` of shape ``(..., P)``: returns ``(..., n)`` (the exact transpose).
-
-        Examples:
-            >>> p = OrthogonalProjection(6, [20], [1.0], seed=2)
-            >>> z, g = torch.randn(6), torch.randn(20)
-            >>> torch.allclose(p(z) @ g, z @ p.adjoint(g), rtol=1e-4, atol=1e-5)
-            True
-        """
-        self._check_last(g, self.num_outputs, "g")
-        if torch.compiler.is_compiling() or not torch.is_grad_enabled():
-            return self._adjoint_op(g)
-        return _LinearNode.apply(g, self, True)
-
-    def _buffer_as(self, name: str, dt: torch.dtype) -> torch.Tensor:
-        t = self._buffers[name]
-        return t if t.dtype == dt else t.to(dt)
 
     def _mix(self, x: torch.Tensor, r: int, transpose: bool) -> torch.Tensor:
         """One round's orthogonal mixing ``T = H_tail E H_head`` (``transpose``: ``Tᵀ``): ``H`` the
