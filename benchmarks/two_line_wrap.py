@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600, help="full-batch steps per fit (default 600)")
     ap.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128)")
     ap.add_argument("--models", default="siren,incode", help="comma list of siren, incode")
+    ap.add_argument("--crops", default=",".join(CROPS), help=f"comma list of scikit-image photos (default {','.join(CROPS)})")
     ap.add_argument("--width", type=int, default=64, help="hidden width of the wrapped network (default 64)")
     ap.add_argument("--seed", type=int, default=0, help="model seed and D'OH seed")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -98,7 +99,7 @@ def main() -> None:
               f"width-{small} network {trainable(build(kind, small, a.seed))}")
         print("| crop | " + " | ".join(cols + gaps) + " |")
         print("|---|" + "---:|" * (len(cols) + len(gaps)))
-        for name in CROPS:
+        for name in [c.strip() for c in a.crops.split(",") if c.strip()]:
             sig = crop(name, a.size)
             tic = time.perf_counter()
             plain = [run(build(kind, a.width, a.seed), sig, a.steps, lr=1e-3), run(build(kind, a.width, a.seed), sig, a.steps)]

@@ -444,3 +444,28 @@ def test_codec_evaluation_thread_choice_restores_the_thread_count():
         assert torch.get_num_threads() == 1
         assert faster_threads(net, sig) == 1  # one thread: nothing to choose
     assert torch.get_num_threads() == base
+
+
+def test_roll_back_to_an_old_snapshot_is_judged_from_there():
+    # A roll-back to the starting point (the only snapshot before step 100) resumes from a high
+    # loss. It used to be compared with the lowest loss reached after that snapshot and called a
+    # divergence again at every check until the roll-backs ran out: INCODE on a 128 px chelsea
+    # crop, two-line wrap at 50 % (orthogonal B), raised "the loss became 0.2171 at step 110 after
+    # 5 roll-back(s)" although the restored run was training normally.
+    import importlib
+
+    fit_module = importlib.import_module("hyperproj.inr.fit")
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    guard = fit_module._DivergenceGuard(net, opt, None, budget=5, signal_var=1e-3, constant_loss=0.02)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    for step, window in ((10, 0.2), (20, 0.01), (30, 0.005)):
+        assert not guard.check(step, window)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    assert guard.check(40, 0.05)  # a real divergence: back to the starting point, lr halved
+    assert all(torch.equal(start[k], v) for k, v in net.state_dict().items())
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-3)
+    for step, window in ((50, 0.15), (60, 0.03), (70, 0.004)):  # training again from there
+        assert not guard.check(step, window), step
+    assert guard.rollbacks == 1

@@ -836,6 +836,10 @@ class _DivergenceGuard:
         self.saved = self._save()  # the starting point is healthy by definition
 
     def _save(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        # the lowest loss seen when the snapshot was taken: after a roll-back the run is judged
+        # against that, not against a lower loss reached after it (a roll-back to the starting
+        # point would otherwise be called a divergence at once, and again, until none were left)
+        self.saved_best = self.best
         return _snapshot(self.model), copy.deepcopy(self.opt.state_dict())
 
     def check(self, step: int, window: float) -> bool:
@@ -877,6 +881,7 @@ class _DivergenceGuard:
     def restore(self) -> None:
         """Load the last healthy parameters and optimizer state (the current learning rates kept)."""
         self.flat_run = self.since_best = 0
+        self.best = self.saved_best
         lrs = [group["lr"] for group in self.opt.param_groups]
         self.model.load_state_dict(self.saved[0])
         self.opt.load_state_dict(self.saved[1])
