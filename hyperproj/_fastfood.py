@@ -175,6 +175,22 @@ class OperatorProjection(Projection):
     run directly, else through the node, whose backward is the other map.
     """
 
+    def __init__(self, latent_dim: int, layer_sizes: Sequence[int], layer_scales: Sequence[float], seed: int,
+                 distribution: str = "uniform") -> None:
+        super().__init__(latent_dim, layer_sizes, layer_scales, seed, distribution)
+        if self.latent_dim < 1:
+            raise HyperprojError(f"hyperproj.projection({self.kind}): latent_dim must be >= 1, got {latent_dim}")
+        if any(s < 0 for s in self.layer_sizes):
+            raise HyperprojError(f"hyperproj.projection({self.kind}): layer sizes must be >= 0, got {self.layer_sizes}")
+        rng._check_seed(self.seed)
+
+    def _check_rows(self, start: int, stop: int) -> None:
+        if not 0 <= start <= stop <= self.num_outputs:
+            raise HyperprojError(
+                f"hyperproj.projection({self.kind}): rows need 0 <= start <= stop <= {self.num_outputs}, "
+                f"got start={start}, stop={stop}"
+            )
+
     def _check_last(self, t: torch.Tensor, size: int, what: str) -> None:
         if t.dim() < 1 or t.shape[-1] != size:
             raise HyperprojError(
@@ -264,15 +280,6 @@ class FastfoodProjection(OperatorProjection):
     ) -> None:
         super().__init__(latent_dim, layer_sizes, layer_scales, seed, distribution)
         n = self.latent_dim
-        if n < 1:
-            raise HyperprojError(
-                f"hyperproj.projection(fastfood): latent_dim must be >= 1, got {latent_dim}"
-            )
-        if any(s < 0 for s in self.layer_sizes):
-            raise HyperprojError(
-                f"hyperproj.projection(fastfood): layer sizes must be >= 0, got {self.layer_sizes}"
-            )
-        rng._check_seed(self.seed)
         self.log2d = (n - 1).bit_length()
         self.dim = 1 << self.log2d
         d = self.dim
@@ -355,11 +362,7 @@ class FastfoodProjection(OperatorProjection):
             >>> p.rows(5, 8).shape
             torch.Size([3, 4])
         """
-        if not 0 <= start <= stop <= self.num_outputs:
-            raise HyperprojError(
-                f"hyperproj.projection(fastfood): rows need 0 <= start <= stop <= "
-                f"{self.num_outputs}, got start={start}, stop={stop}"
-            )
+        self._check_rows(start, stop)
         n, d = self.latent_dim, self.dim
         mats = self._hadamards()
         dt = self.gdiag.dtype

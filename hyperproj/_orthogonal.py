@@ -63,7 +63,7 @@ from .projection import register_projection
 
 __all__ = ["OrthogonalProjection", "ORTHO_STREAM_BASE"]
 
-#: First ``rng`` stream of the orthogonal kind; round ``r`` uses ``ORTHO_STREAM_BASE + 4r + {0, 1}``.
+#: First ``rng`` stream of the orthogonal kind; round ``r`` uses ``ORTHO_STREAM_BASE + 4r + {0, 1, 2}``.
 ORTHO_STREAM_BASE = 2**33
 
 #: Rounds of ``Π T D``. One round's entries are ``±1/√M`` (far from Gaussian); later rounds make
@@ -112,11 +112,6 @@ class OrthogonalProjection(OperatorProjection):
                 f"hyperproj.projection(orthogonal): distribution must be 'uniform' (the default), got "
                 f"{distribution!r}: this kind's entries come from its construction, not from a distribution"
             )
-        if self.latent_dim < 1:
-            raise HyperprojError(f"hyperproj.projection(orthogonal): latent_dim must be >= 1, got {latent_dim}")
-        if any(s < 0 for s in self.layer_sizes):
-            raise HyperprojError(f"hyperproj.projection(orthogonal): layer sizes must be >= 0, got {self.layer_sizes}")
-        rng._check_seed(self.seed)
         self.dim = max(self.num_outputs, self.latent_dim, 1)
         N = self.dim
         self.block = 1 << (N.bit_length() - 1)  # M: the largest power of two <= N (>= N/2)
@@ -183,11 +178,7 @@ class OrthogonalProjection(OperatorProjection):
             >>> p.rows(5, 8).shape
             torch.Size([3, 4])
         """
-        if not 0 <= start <= stop <= self.num_outputs:
-            raise HyperprojError(
-                f"hyperproj.projection(orthogonal): rows need 0 <= start <= stop <= {self.num_outputs}, "
-                f"got start={start}, stop={stop}"
-            )
+        self._check_rows(start, stop)
         device = self.signs.device
         out = torch.empty(stop - start, self.latent_dim, dtype=torch.float32, device=device)
         chunk = max(1, _ROWS_CHUNK_ELEMENTS // self.dim)
