@@ -154,7 +154,9 @@ def _mlp_float(x: np.ndarray, layers: list[tuple[np.ndarray, float, np.ndarray]]
     """:func:`mlp` in float64 (where :func:`_float_exact` holds: ``floor(s·2**-q)`` is ``s >> q``)."""
     y = x.astype(np.float64)
     for i, (wt, scale, b) in enumerate(layers):
-        y = np.floor((y @ wt) * scale)
+        y = y @ wt
+        y *= scale
+        np.floor(y, out=y)
         y += b
         if i < len(layers) - 1:
             np.maximum(y, 0.0, out=y)
