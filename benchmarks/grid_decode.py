@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from _paths import HINT, kodak_dir
 
-    from hyperproj import codec
+    from hyperproj import HyperprojError, codec
     from hyperproj.codec.format import read_container
 
     torch.set_num_threads(a.threads)
@@ -144,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sig, name = _image(a, kodak_dir, HINT)
         options = {"finest": a.finest} | ({} if a.coarse_share is None else {"coarse_share": a.coarse_share})
-        res = codec.compress(sig, a.bpp, family="grid", time_budget=a.budget, progress=False, **options)
+        try:
+            res = codec.compress(sig, a.bpp, family="grid", time_budget=a.budget, progress=False, **options)
+        except HyperprojError as err:
+            sys.exit(f"grid_decode: {err}")
         data = res.data
         print(f"encoded {name}: {res.report['bpp']:.4f} bpp, {res.report['psnr']:.2f} dB")
         if a.out is not None:
