@@ -198,3 +198,73 @@ def test_coarse_phase_trains_coarse_levels_only_then_all():
     assert float(net.latents[0].abs().max()) == 0.0 and float(net.latents[1].abs().max()) > 0.0
     h = fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=0.5, latent_lr_scale=5)
     assert float(net.latents[0].abs().max()) > 0.0 and h["steps"] == 20
+
+
+def _arm_of_scale(rng: np.random.Generator, hidden: int, q: int, scale: int) -> list:
+    k = len(gi.CONTEXT)
+    shapes = [(hidden, k), (hidden, hidden), (2, hidden)]
+    return [(rng.integers(-scale, scale + 1, size=s).astype(np.int64), q,
+             rng.integers(-5 * scale, 5 * scale + 1, size=s[0]).astype(np.int64)) for s in shapes]
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), levels=st.integers(1, 4), scale=st.sampled_from([3, 40, 400, 1 << 20, 1 << 31]),
+       q=st.integers(0, gi.ACT_BITS), damage=st.sampled_from([None, "flip", "cut", "extra"]))
+def test_decoder_matches_the_reference_decoder(seed, levels, scale, q, damage):
+    """The lockstep decoder with cached tables and float64 ARM gives the reference decoder's grids
+    (tests/_grid_reference.py: the 74d1a50 decoder), and refuses exactly the streams it refuses."""
+    from _grid_reference import reference_decode_level
+
+    rng = np.random.default_rng(seed)
+    arm = _arm_of_scale(rng, int(rng.integers(1, 9)), q, scale)
+    shapes = [(int(rng.integers(1, 13)), int(rng.integers(1, 13))) for _ in range(levels)]
+    alphabets = [int(rng.choice([0, 1, 2, 5, 20, 300])) for _ in range(levels)]
+    grids = [np.clip(np.round(rng.laplace(0, rng.uniform(0.1, 8), size=s)), -a, a).astype(np.int64)
+             for s, a in zip(shapes, alphabets)]
+    streams = [ac.encode_level(g, a, arm) for g, a in zip(grids, alphabets)]
+    k = int(rng.integers(levels))
+    if damage and streams[k]:
+        data = bytearray(streams[k])
+        if damage == "flip":
+            data[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+        streams[k] = bytes(data[:-1] if damage == "cut" else data + (b"\x00" if damage == "extra" else b""))
+    try:
+        want = [reference_decode_level(d, h, w, a, arm) for d, (h, w), a in zip(streams, shapes, alphabets)]
+    except HyperprojError:
+        want = None
+    if want is None:
+        with pytest.raises(HyperprojError):
+            ac.decode_levels(streams, shapes, alphabets, arm)
+        return
+    got = ac.decode_levels(streams, shapes, alphabets, arm)
+    assert all(np.array_equal(g, r) for g, r in zip(got, want))
+    if damage is None:
+        assert all(np.array_equal(g, r) for g, r in zip(got, grids))
+        assert all(np.array_equal(ac.decode_level(d, h, w, a, arm), r)
+                   for d, (h, w), a, r in zip(streams, shapes, alphabets, grids))
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 50), width=st.integers(1, 20), depth=st.integers(1, 4),
+       xbits=st.integers(0, 40), wbits=st.integers(0, 34), q=st.integers(0, gi.ACT_BITS))
+def test_mlp_and_arm_match_the_int64_reference(seed, n, width, depth, xbits, wbits, q):
+    """:func:`gi.mlp` (float64 where exact, else int64), :func:`gi.arm_function` and
+    :func:`gi.synthesize` equal the int64 reference, inside and past the float64-exact bound."""
+    from _grid_reference import reference_arm_params, reference_mlp, reference_synthesize
+
+    rng = np.random.default_rng(seed)
+    dims = [int(rng.integers(1, 17)) for _ in range(depth)] + [2]
+    layers = [(rng.integers(-(1 << wbits), (1 << wbits) + 1, size=(o, i)), q,
+               rng.integers(-(1 << wbits), (1 << wbits) + 1, size=o)) for i, o in zip([width] + dims, dims)]
+    x = rng.integers(-(1 << xbits), (1 << xbits) + 1, size=(n, width))
+    assert np.array_equal(gi.mlp(x, layers), reference_mlp(x, layers))
+    arm = [(rng.integers(-(1 << wbits), (1 << wbits) + 1, size=(o, i)), q,
+            rng.integers(-(1 << wbits), (1 << wbits) + 1, size=o)) for i, o in zip([12] + dims, dims)]
+    a = int(rng.integers(1, 1 << min(xbits, 12) + 1))
+    ctx = rng.integers(-a, a + 1, size=(n, 12))
+    for got, want in zip(gi.arm_function(arm, a)(ctx), reference_arm_params(ctx, arm)):
+        assert np.array_equal(got, want)
+    lat = [rng.integers(-a, a + 1, size=(5, 7)), rng.integers(-a, a + 1, size=(3, 4))]
+    syn = [(rng.integers(-(1 << wbits), (1 << wbits) + 1, size=(o, i)), q,
+            rng.integers(-(1 << wbits), (1 << wbits) + 1, size=o)) for i, o in zip([2, 6], [6, 3])]
+    assert np.array_equal(gi.synthesize(lat, syn), reference_synthesize(lat, syn))

@@ -4,7 +4,9 @@ Every latent of a level is coded under its own discretised Laplace, whose intege
 frequencies come from :mod:`hyperproj.inr._grid_int` (integer ARM, IEEE-exact CDF), so the decoder
 rebuilds exactly the table the encoder used. The decoder needs each latent's causal neighbours
 before its own distribution: it walks the grid in wavefront steps (:func:`~hyperproj.inr._grid_int.wavefront`),
-running the ARM once per step on all the latents of that step; the encoder codes the symbols in
+running the ARM once per step on all the latents of that step (of every level at once: the levels
+are independent streams, :func:`decode_levels`) and looking each latent's table up by its
+``(mu16, j)`` (a table is computed once per level); the encoder codes the symbols in
 the reverse of that order (rANS is last-in first-out). State: 32 bits, bytes out, frequencies sum
 to ``2**PREC``; the stream starts with the 4-byte final state and a decoder refuses a stream whose
 final state or length disagree.
@@ -30,11 +32,12 @@ import numpy as np
 from .._errors import HyperprojError
 from ..inr import _grid_int as gi
 
-__all__ = ["encode_intervals", "start_decoder", "encode_level", "decode_level", "level_bits"]
+__all__ = ["encode_intervals", "start_decoder", "encode_level", "decode_level", "decode_levels", "level_bits"]
 
 _PREC = gi.PREC
 _LOWER = 1 << (_PREC + 7)
 _NFLUSH = 4
+_BLOCK_ENTRIES = 1 << 13  # the most table entries computed at once for one missing table
 
 
 def encode_intervals(starts: np.ndarray, freqs: np.ndarray) -> bytes:
@@ -117,29 +120,45 @@ def encode_level(q: np.ndarray, alphabet: int, layers: list) -> bytes:
     return encode_intervals(start[order], freq[order])
 
 
-def decode_level(data: bytes, h: int, w: int, alphabet: int, layers: list) -> np.ndarray:
-    """The ``(h, w)`` int64 grid of a stream from :func:`encode_level` (damage raises
-    :class:`~hyperproj.HyperprojError`).
+def _wavefront_slots(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every latent's index in the zero-padded flat grid ``(h + 2, w + 4)``, in decoding order
+    (:func:`~hyperproj.inr._grid_int.wavefront`: steps ``t = col + 3·row``, rows ascending), and
+    where each step starts in that order (``w + 3·(h - 1) + 1`` bounds)."""
+    rows, cols = np.divmod(np.arange(h * w, dtype=np.int64), w)
+    t = cols + 3 * rows
+    order = np.lexsort((rows, t))
+    slots = (rows[order] + 2) * (w + 4) + cols[order] + 2
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(t, minlength=w + 3 * (h - 1)))])
+    return slots, bounds
 
-    Examples:
-        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]
-        >>> decode_level(encode_level(np.eye(3, dtype=np.int64), 1, arm), 3, 3, 1, arm).tolist()
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
-    """
-    q = np.zeros((h, w), dtype=np.int64)
-    if alphabet == 0:
-        if data:
-            raise HyperprojError("decode: an all-zero latent level must have an empty stream")
-        return q
-    x, pos = start_decoder(data)
-    n = len(data)
-    mask = (1 << _PREC) - 1
-    prec, lower = _PREC, _LOWER
-    for rows, cols in gi.wavefront(h, w):
-        mu16, j = gi.arm_params(gi.contexts(q, rows, cols), layers)
-        table = gi.laplace_cdf(mu16, j, alphabet).tolist()
+
+class _Level:
+    """One latent stream being decoded: its padded grid, rANS state and CDF tables by ``(mu16, j)``."""
+
+    def __init__(self, data: bytes, h: int, w: int, alphabet: int, tables: dict):
+        self.data, self.h, self.w, self.alphabet, self.tables = data, h, w, alphabet, tables
+        self.x, self.pos = start_decoder(data)
+        self.pad = np.zeros((h + 2) * (w + 4), dtype=np.int64)
+        self.slots, self.bounds = _wavefront_slots(h, w)
+        self.offsets = np.array([di * (w + 4) + dj for di, dj in gi.CONTEXT], dtype=np.int64)
+        self.steps = len(self.bounds) - 1
+
+    def contexts(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        at = self.slots[self.bounds[t] : self.bounds[t + 1]]
+        return at, self.pad[at[:, None] + self.offsets]
+
+    def decode(self, at: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> None:
+        """rANS-decode the latents at padded slots ``at`` under ``(mu16, j)`` (one step)."""
+        keys = ((mu16 << 7) + (j - gi.J_MIN)).tolist()
+        tables = self.tables
+        missing = set(keys).difference(tables)
+        if missing:
+            self._add_tables(np.array(sorted(missing), dtype=np.int64))
+        x, pos, data = self.x, self.pos, self.data
+        n, mask, prec, lower = len(data), (1 << _PREC) - 1, _PREC, _LOWER
         syms = []
-        for c in table:
+        for k in keys:
+            c = tables[k]
             slot = x & mask
             s = bisect_right(c, slot) - 1
             lo = c[s]
@@ -149,8 +168,78 @@ def decode_level(data: bytes, h: int, w: int, alphabet: int, layers: list) -> np
                     raise HyperprojError("decode: a latent stream ended early (the file is damaged)")
                 x = (x << 8) | data[pos]
                 pos += 1
-            syms.append(s - alphabet)
-        q[rows, cols] = syms
-    if x != _LOWER or pos != n:
-        raise HyperprojError("decode: a latent stream is corrupt (final coder state or length check failed)")
-    return q
+            syms.append(s)
+        self.x, self.pos = x, pos
+        self.pad[at] = np.array(syms, dtype=np.int64) - self.alphabet
+
+    def _add_tables(self, keys: np.ndarray) -> None:
+        """Compute the tables of ``keys`` (``mu16 << 7 | j - J_MIN``) with the rest of their blocks
+        (8 scales by up to 16 locations, at most ``_BLOCK_ENTRIES`` integers): a table depends on
+        ``(mu16, j, alphabet)`` alone, and neighbours come cheaper in one call than one call each."""
+        span = max(1, min(16, _BLOCK_ENTRIES // (8 * (2 * self.alphabet + 2))))
+        blocks = np.unique(np.stack([(keys >> 7) // span, (keys & 127) >> 3], 1), axis=0)
+        mu = (blocks[:, :1] * span + np.arange(span))[:, :, None]
+        jj = ((blocks[:, 1:] << 3) + np.arange(8))[:, None, :]
+        mu, jj = np.broadcast_arrays(mu, jj)
+        ok = jj <= gi.J_MAX - gi.J_MIN
+        mu, jj = mu[ok], jj[ok]
+        table = gi.laplace_cdf(mu, jj + gi.J_MIN, self.alphabet).tolist()
+        self.tables.update(zip(((mu << 7) + jj).tolist(), table))
+
+    def grid(self) -> np.ndarray:
+        if self.x != _LOWER or self.pos != len(self.data):
+            raise HyperprojError("decode: a latent stream is corrupt (final coder state or length check failed)")
+        return self.pad.reshape(self.h + 2, self.w + 4)[2:, 2 : 2 + self.w].copy()
+
+
+def decode_levels(streams: list[bytes], shapes: list[tuple[int, int]], alphabets: list[int],
+                  layers: list) -> list[np.ndarray]:
+    """The int64 grids of several streams from :func:`encode_level` under one ARM ``layers``, one
+    grid per ``(h, w)`` of ``shapes`` (damage raises :class:`~hyperproj.HyperprojError`).
+
+    The levels are decoded in lockstep: step ``t`` of every level's wavefront order goes through
+    one ARM call; each table of cumulative frequencies is computed once per distinct
+    ``(mu16, j)`` of a level. The grids are the ones :func:`decode_level` gives level by level.
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]
+        >>> qs = [np.eye(3, dtype=np.int64), np.zeros((2, 2), np.int64), np.array([[2, -1]])]
+        >>> data = [encode_level(q, a, arm) for q, a in zip(qs, [1, 0, 2])]
+        >>> [g.tolist() for g in decode_levels(data, [(3, 3), (2, 2), (1, 2)], [1, 0, 2], arm)]
+        [[[1, 0, 0], [0, 1, 0], [0, 0, 1]], [[0, 0], [0, 0]], [[2, -1]]]
+    """
+    out: list[np.ndarray | _Level] = []
+    tables: dict[int, dict] = {}
+    for data, (h, w), a in zip(streams, shapes, alphabets):
+        if a == 0:
+            if data:
+                raise HyperprojError("decode: an all-zero latent level must have an empty stream")
+            out.append(np.zeros((h, w), dtype=np.int64))
+        else:
+            out.append(_Level(data, h, w, a, tables.setdefault(a, {})))
+    active = [lv for lv in out if isinstance(lv, _Level)]
+    arm = gi.arm_function(layers, max(alphabets, default=0))
+    for t in range(max((lv.steps for lv in active), default=0)):
+        todo = [(lv, *lv.contexts(t)) for lv in active if t < lv.steps]
+        todo = [d for d in todo if len(d[1])]
+        if not todo:
+            continue
+        ctx = todo[0][2] if len(todo) == 1 else np.concatenate([d[2] for d in todo])
+        mu16, j = arm(ctx)
+        first = 0
+        for lv, at, _ in todo:
+            lv.decode(at, mu16[first : first + len(at)], j[first : first + len(at)])
+            first += len(at)
+    return [lv.grid() if isinstance(lv, _Level) else lv for lv in out]
+
+
+def decode_level(data: bytes, h: int, w: int, alphabet: int, layers: list) -> np.ndarray:
+    """The ``(h, w)`` int64 grid of a stream from :func:`encode_level` (damage raises
+    :class:`~hyperproj.HyperprojError`); :func:`decode_levels` for one level.
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([0, -256]))]
+        >>> decode_level(encode_level(np.eye(3, dtype=np.int64), 1, arm), 3, 3, 1, arm).tolist()
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    return decode_levels([data], [(h, w)], [alphabet], layers)[0]

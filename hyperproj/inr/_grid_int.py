@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "ACT_BITS", "PREC", "CONTEXT", "UP_EVEN", "UP_ODD", "MU_BITS", "J_MIN", "J_MAX",
-    "up2", "linear", "mlp", "contexts", "arm_params", "laplace_cdf", "symbol_intervals", "wavefront", "synthesize",
+    "up2", "linear", "mlp", "contexts", "arm_params", "arm_function", "laplace_cdf", "symbol_intervals", "wavefront", "synthesize",
 ]
 
 ACT_BITS = 12
@@ -57,6 +57,7 @@ _INV_ROOT8 = tuple(float.fromhex(h) for h in (
     "0x1.6a09e667f3bcdp-1", "0x1.4bfdad5362a27p-1", "0x1.306fe0a31b715p-1", "0x1.172b83c7d517bp-1",
 ))
 _LN2 = 0.6931471805599453
+_EXACT = 1 << 53
 
 
 def _exp_neg(t: np.ndarray) -> np.ndarray:
@@ -113,11 +114,53 @@ def mlp(x: np.ndarray, layers: list[tuple[np.ndarray, int, np.ndarray]]) -> np.n
         >>> mlp(np.array([[5]]), [one, one]).tolist()  # relu(-5) = 0, then -0
         [[0]]
     """
+    if x.size and x.dtype.kind in "iu" and _float_exact(_magnitude(x), layers):
+        return _mlp_float(x, _float_layers(layers))
     for i, (w, q, b) in enumerate(layers):
         x = linear(x, w, q, b)
         if i < len(layers) - 1:
             x = np.maximum(x, 0)
     return x
+
+
+def _float_exact(bound: int, layers: list[tuple[np.ndarray, int, np.ndarray]]) -> bool:
+    """Whether every value :func:`mlp` computes from an input of magnitude ``<= bound``, every
+    partial sum of a product included, is an integer under ``2**53`` in magnitude: then float64
+    arithmetic (BLAS, any summation order, FMA or not) gives exactly the int64 results."""
+    if not layers:
+        return False
+    for w, q, b in layers:
+        if not 0 <= q <= ACT_BITS or _magnitude(w) >= 1 << 32 or w.shape[-1] >= 1 << 16:
+            return False
+        bound *= int(np.abs(w).sum(1).max()) if w.size else 0  # bounds every partial sum of x @ w.T
+        if bound >= _EXACT:
+            return False
+        bound = (bound >> q) + 1 + (_magnitude(b) << (ACT_BITS - q))
+        if bound >= _EXACT:
+            return False
+    return True
+
+
+def _magnitude(a: np.ndarray) -> int:
+    """The largest ``|a|`` as a Python int (no int64 overflow at ``-2**63``)."""
+    return max(int(a.max()), -int(a.min())) if a.size else 0
+
+
+def _float_layers(layers: list[tuple[np.ndarray, int, np.ndarray]]) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    return [(w.T.astype(np.float64), 1.0 / (1 << q), (b << (ACT_BITS - q)).astype(np.float64)) for w, q, b in layers]
+
+
+def _mlp_float(x: np.ndarray, layers: list[tuple[np.ndarray, float, np.ndarray]]) -> np.ndarray:
+    """:func:`mlp` in float64 (where :func:`_float_exact` holds: ``floor(s·2**-q)`` is ``s >> q``)."""
+    y = x.astype(np.float64)
+    for i, (wt, scale, b) in enumerate(layers):
+        y = y @ wt
+        y *= scale
+        np.floor(y, out=y)
+        y += b
+        if i < len(layers) - 1:
+            np.maximum(y, 0.0, out=y)
+    return y.astype(np.int64)
 
 
 def contexts(grid: np.ndarray, rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
@@ -144,11 +187,34 @@ def arm_params(ctx: np.ndarray, layers: list[tuple[np.ndarray, int, np.ndarray]]
         >>> [v.tolist() for v in arm_params(np.zeros((1, 12), np.int64), zero)]
         [[1], [0]]
     """
-    out = mlp(ctx << ACT_BITS, layers)
+    return _arm_out(mlp(ctx << ACT_BITS, layers))
+
+
+def _arm_out(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     half_mu = 1 << (ACT_BITS - MU_BITS - 1)
     mu16 = (out[:, 0] + half_mu) >> (ACT_BITS - MU_BITS)
-    j = np.clip((out[:, 1] + (1 << (ACT_BITS - 4))) >> (ACT_BITS - 3), J_MIN, J_MAX)
+    j = np.minimum(np.maximum((out[:, 1] + (1 << (ACT_BITS - 4))) >> (ACT_BITS - 3), J_MIN), J_MAX)
     return mu16, j
+
+
+def arm_function(layers: list[tuple[np.ndarray, int, np.ndarray]], alphabet: int):
+    """:func:`arm_params` for contexts of magnitude ``<= alphabet``, with the weights prepared once
+    (float64 where that is exact, see :func:`mlp`): what a decoder calls once per wavefront step.
+
+    Examples:
+        >>> zero = [(np.zeros((2, 12), np.int64), 8, np.array([16, -8]))]
+        >>> [v.tolist() for v in arm_function(zero, 3)(np.ones((1, 12), np.int64))]
+        [[1], [0]]
+    """
+    if not _float_exact(int(alphabet) << ACT_BITS, layers):
+        return lambda ctx: arm_params(ctx, layers)
+    prepared = _float_layers(layers)
+    prepared[0] = (prepared[0][0] * float(1 << ACT_BITS), *prepared[0][1:])  # ctx << ACT_BITS, exact
+
+    def run(ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _arm_out(_mlp_float(ctx, prepared))
+
+    return run
 
 
 def _inv_scale(j: np.ndarray) -> np.ndarray:

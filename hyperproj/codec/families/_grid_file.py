@@ -201,8 +201,7 @@ def decode_grid(header: Mapping[str, Any], sections: Mapping[str, bytes]) -> Lat
     net = LatentGrid(**cfg)
     syn = _net_decode(sections["s"], _shapes(net.synthesis), h["qs"], h["ns"])
     arm = _net_decode(sections["a"], _shapes(net.arm), h["qa"], h["na"])
-    lat = [ac.decode_level(sections.get(f"l{k}", b""), hh, ww, a, arm)
-           for k, ((hh, ww), a) in enumerate(zip(net.sizes, h["A"]))]
+    lat = ac.decode_levels([sections.get(f"l{k}", b"") for k in range(len(net.sizes))], list(net.sizes), h["A"], arm)
     pixels = gi.synthesize(lat, syn)
     net.load_integer(lat, syn, arm)
     net.set_decoded(pixels)
