@@ -372,3 +372,38 @@ def test_offset_parameterisation_roundtrip(kind):
     assert back.latent_scale == "offset"
     x = torch.rand(33, 2) * 2 - 1
     assert torch.equal(back(x), codec.quantize(hyper)(x))
+
+
+def test_clock_latent_cap_keeps_the_plan_when_the_clock_allows_it():
+    from hyperproj.codec import train
+
+    sig = ImageSignal(torch.rand(16, 16, 3))
+    make = lambda n: Siren(2, max(8, n // 40), 1, 3)  # noqa: E731 - wider for a larger latent
+    assert train.clock_latent_cap(make, 4000, 100, sig, None) == (4000, None)  # no clock: no timing
+    assert train.clock_latent_cap(make, 90, 100, sig, 1e-9) == (90, None)  # the base network: never capped
+    n, steps = train.clock_latent_cap(make, 4000, 100, sig, 1e6)
+    assert n == 4000 and steps > train.MIN_CLOCK_STEPS
+    n, steps = train.clock_latent_cap(make, 4000, 100, sig, 1e-6)
+    assert n == 100 and steps < train.MIN_CLOCK_STEPS  # down to the floor, never under it
+
+
+def test_a_clock_too_short_for_a_widened_network_plans_a_narrower_one(monkeypatch):
+    # issue 24: at a high rate the plan widens the SIREN; a short clock gave that wide network a
+    # few hundred steps and a worse picture than a lower rate (kodim01, 120 s: 24.19 dB at 1 bpp,
+    # 21.05 at 2 bpp after 231 steps). Step costs are pinned here so that the test does not hang
+    # on this machine's load.
+    import skimage.data
+
+    from hyperproj.codec import train
+
+    sig = ImageSignal.from_array(skimage.data.coffee()).center_crop(300).resize(96)
+    monkeypatch.setattr(train, "step_seconds", lambda net, signal: 1e-6)  # a fast machine: as planned
+    wide = codec.compress(sig, bpp=16.0, time_budget=8.0, progress=False)
+    assert "clock_cap" not in wide.report and wide.model.base.config["hidden_features"] > 40
+    monkeypatch.setattr(train, "step_seconds", lambda net, signal: 0.5)  # 500 steps would need > 4 min
+    capped = codec.compress(sig, bpp=16.0, time_budget=8.0, progress=False)
+    cap = capped.report["clock_cap"]
+    assert cap["latent"] < cap["planned_latent"] and cap["estimated_steps"] < 500
+    assert capped.report["latent_dim"] < wide.report["latent_dim"]
+    assert capped.model.base.config["hidden_features"] == 40 and capped.report["latent_dim"] <= cap["latent"]
+    assert capped.report["bpp"] <= 16.0

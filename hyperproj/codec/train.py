@@ -3,6 +3,10 @@
 * :func:`fit_defaults` — compress's recipe on top of ``fit``'s: cosine decay, minibatches of
   8,192 rows for signals over 16,384 rows, for images drawn where the error is
   (:class:`~hyperproj.inr.ErrorSampling`; measured on Kodak at 0.3 bpp, docs/codec.md);
+* :func:`clock_latent_cap` — under a time budget, the largest latent whose network still gets
+  :data:`MIN_CLOCK_STEPS` training steps on this machine now (a network widened for a high rate
+  and trained for a few hundred steps decodes worse than a narrower one: kodim01, 120 s on a busy
+  machine, 24.19 dB at 1 bpp and 21.05 at 2 bpp after 231 steps);
 * :class:`Training` — fits one model after another (a re-planned attempt starts warm) within a
   time budget that reserves wall time for every full-signal evaluation still to come, refuses a
   budget too small to train, optionally fine-tunes with rounding in the loop, and keeps what the
@@ -28,13 +32,25 @@ from ..inr.signals import ImageSignal, Signal
 from .format import error
 from .signals import samples
 
-__all__ = ["fit_defaults", "default_steps", "Training"]
+__all__ = ["fit_defaults", "default_steps", "clock_latent_cap", "MIN_CLOCK_STEPS", "Training"]
 
 _BATCH_ROWS = 8192  # compress's minibatch for signals with more than 2x this many rows
 _STEP_CAP = 10**7  # steps when only a time budget bounds training
 _MIN_TRAIN_SECONDS = 1.0  # a time budget leaving less than this for training is refused
 _PROBE_ROWS = 8192  # rows of the forward pass timed to choose the evaluations' thread count
 _PROBE_ROUNDS = 3
+
+#: Under a time budget, the fewest training steps a network widened for a high rate should get:
+#: a wider one is planned smaller (the file then stays under its target). Measured with the
+#: 9-hidden-layer SIRENs on full-size Kodak (benchmarks/rate_sweep.py): width 112 after 484 steps
+#: matched width 80 after 739 (kodim05, 60 s: 22.68 / 22.73 dB); width 112 after 231 steps fell
+#: 3.1 dB under width 80 after 959 (kodim01, 120 s, busy machine).
+MIN_CLOCK_STEPS = 500
+#: A training step's cost over the plain forward + backward pass of its minibatch (the projection,
+#: the optimizers, error sampling; measured 1.2-1.7x at widths 40-112 on one thread).
+_STEP_OVERHEAD = 1.5
+#: Share of the time left that the main training run gets (the rest: evaluations, encoding).
+_TRAIN_SHARE = 0.8
 
 
 def faster_threads(net: nn.Module, signal: Signal) -> int:
@@ -56,6 +72,59 @@ def faster_threads(net: nn.Module, signal: Signal) -> int:
                     net(x)
                     times[threads].append(time.perf_counter() - tic)
     return min(times, key=lambda t: sorted(times[t])[len(times[t]) // 2])
+
+
+def step_seconds(net: nn.Module, signal: Signal) -> float:
+    """Seconds of one plain forward + backward pass of ``net`` over a training minibatch of
+    ``signal`` (:data:`_BATCH_ROWS` rows, or every row of a small signal), with whichever of torch's
+    thread count and 1 thread is faster now (the thread count ``fit`` would pick; median of rounds).
+
+    Examples:
+        >>> from hyperproj.inr import ImageSignal, Siren
+        >>> step_seconds(Siren(2, 8, 1, 3), ImageSignal(torch.rand(16, 16, 3))) > 0
+        True
+    """
+    rows = samples(signal) if samples(signal) <= 2 * _BATCH_ROWS else _BATCH_ROWS
+    x, y = signal.coords[:rows], signal.values[:rows]
+    base = torch.get_num_threads()
+    times: dict[int, list[float]] = {base: [], 1: []}
+    for _ in range(_PROBE_ROUNDS):
+        for threads in times:
+            with num_threads(threads):
+                tic = time.perf_counter()
+                ((net(x) - y) ** 2).mean().backward()
+                times[threads].append(time.perf_counter() - tic)
+    net.zero_grad(set_to_none=True)
+    return min(sorted(t)[len(t) // 2] for t in times.values())
+
+
+def clock_latent_cap(make_net: Callable[[int], nn.Module], n: int, floor: int, signal: Signal,
+                     seconds: float | None) -> tuple[int, float | None]:
+    """The latent size to plan for ``seconds`` of training: ``n``, or — when the network
+    ``make_net(n)`` would get fewer than :data:`MIN_CLOCK_STEPS` steps in that time (its step timed
+    now, :func:`step_seconds`) — a smaller one, not under ``floor`` (the base network's weights),
+    whose network gets about that many. Returns ``(latent, estimated steps of the planned
+    network)``; ``(n, None)`` when nothing was timed (no clock, or ``n <= floor``).
+
+    Examples:
+        >>> from hyperproj.inr import ImageSignal, Siren
+        >>> sig = ImageSignal(torch.rand(16, 16, 3))
+        >>> clock_latent_cap(lambda n: Siren(2, 8, 1, 3), 500, 100, sig, None)
+        (500, None)
+        >>> clock_latent_cap(lambda n: Siren(2, max(8, n // 20), 1, 3), 4000, 100, sig, 1e-6)[0]
+        100
+    """
+    if seconds is None or n <= floor:
+        return n, None
+    steps = 0.0
+    for _ in range(3):  # the step cost is not quite proportional to the weights: re-time
+        with torch.random.fork_rng(devices=[]):
+            net = make_net(n)
+        steps = _TRAIN_SHARE * max(seconds, 0.0) / (_STEP_OVERHEAD * step_seconds(net, signal))
+        if steps >= 0.9 * MIN_CLOCK_STEPS or n <= floor:
+            break
+        n = max(floor, int(n * steps / MIN_CLOCK_STEPS))
+    return n, steps
 
 
 def fit_defaults(signal: Signal, fit_options: Mapping[str, Any] | None) -> dict[str, Any]:

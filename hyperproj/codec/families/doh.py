@@ -60,6 +60,7 @@ from ..hypermodel import (
 from ..quant import DEFAULT_BIAS_BITS, DEFAULT_BITS, Bits, check_bits, width
 from ..rate import budgeted_bits, largest_n, size_bound, smaller_latent
 from ..signals import signal_meta
+from ..train import MIN_CLOCK_STEPS, clock_latent_cap
 from .registry import Family, register_family
 
 __all__ = ["Doh", "default_model", "encode", "save"]
@@ -185,6 +186,7 @@ class Doh(Family):
         if options.get("latent_scale") == "auto":  # resolved below, knowing n and the model
             del options["latent_scale"]
         self.projection, self.bits, self.first, self.remaining_steps = projection, job.bits, True, job.steps
+        self.clock_cap: dict[str, Any] | None = None
         scale_guess = options.get("latent_scale", "unit" if "groups" in options else "offset")
         if model is None:
             # D'OH's 9 x 40 target; wider only when the budget buys more latent values than weights.
@@ -194,7 +196,14 @@ class Doh(Family):
                 torch.manual_seed(job.seed)
                 probe = default_model(job.signal)
                 bps = budgeted_bits(job.bits, job.method, scale_guess)
-                model = default_model(job.signal, latent_dim=self._plan(probe, bps, cap=MAX_LATENT))
+                planned = self._plan(probe, bps, cap=MAX_LATENT)
+                # under a clock, a network widened for a high rate must still get enough steps
+                n_clock, est = clock_latent_cap(lambda k: default_model(job.signal, latent_dim=k), planned,
+                                                _layout(probe, options)[0], job.signal, job.left())
+                if n_clock < planned:
+                    self.clock_cap = {"planned_latent": planned, "latent": n_clock,
+                                      "estimated_steps": round(est or 0.0), "min_steps": MIN_CLOCK_STEPS}
+                model = default_model(job.signal, latent_dim=n_clock)
         model_spec(model)  # validates the model early
         self.model = model
         self.n_safe = self._plan(model, None)
@@ -286,6 +295,8 @@ class Doh(Family):
             npar = sum(p.numel() for _, p in untargeted(hyper))
             out["est_bpp"] = (hyper.latent_dim * width(self.bits) + npar * width(job.bias_bits)) / job.samples
         out["latent_bits_per_symbol"] = 8 * len(read_container(data)[1]["z"]) / hyper.latent_dim
+        if self.clock_cap is not None:  # planned smaller so that the time budget trains it enough
+            out["clock_cap"] = self.clock_cap
         return out
 
     @classmethod
