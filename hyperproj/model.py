@@ -389,6 +389,23 @@ class HyperModel(nn.Module):
             g = g * self._gain_vector
         return projection_adjoint(self.projection, g)
 
+    def latent_jvp(self, latent_direction: torch.Tensor) -> torch.Tensor:
+        """``J v``: how the flattened generated weights (shape ``(P,)``, layers in
+        :attr:`target_names` order) move per unit step of the latent along ``v`` — the adjoint of
+        :meth:`latent_vjp`; without autograd's graph.
+
+        Examples:
+            >>> hyper = reparametrize(torch.nn.Linear(3, 2), latent_dim=4, seed=0)
+            >>> v, g = torch.randn(4), torch.randn(6)
+            >>> bool(torch.isclose(hyper.latent_jvp(v) @ g, v @ hyper.latent_vjp(g), rtol=1e-4))
+            True
+        """
+        with torch.no_grad():
+            flat = self.projection(latent_direction)
+        if self._gain_vector is not None:
+            flat = flat * self._gain_vector
+        return flat
+
     def forward(self, *args, **kwargs):
         return self.call_with_weights(self.generate_weights(), *args, **kwargs)
 

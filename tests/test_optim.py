@@ -59,7 +59,7 @@ def test_first_step_is_the_projected_adam_direction():
     g = _flat_grad_by_autograd(hyper, x, y)
     z0 = hyper.latent.detach().clone()
     others0 = {k: p.detach().clone() for k, p in hyper.named_parameters() if k != "latent"}
-    opt = WeightSpaceAdam(hyper, lr=1e-2, step_scale=1.5)
+    opt = WeightSpaceAdam(hyper, lr=1e-2, step_scale=1.5, metric="euclidean")
     opt.zero_grad()
     ((hyper(x) - y) ** 2).mean().backward()
     opt.step()
@@ -74,6 +74,69 @@ def test_first_step_is_the_projected_adam_direction():
     assert len(others0) > 0 and (moved > 0).any()
     torch.testing.assert_close(moved[moved > 0], torch.full_like(moved[moved > 0], 1e-2), rtol=1e-3, atol=0)
     opt.release()
+
+
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(2, 60), kind=st.sampled_from(["dense", "orthogonal"]), seed=st.integers(0, 2**31))
+def test_latent_jvp_is_the_adjoint_of_latent_vjp(n, kind, seed):
+    hyper = _offset(n, kind, seed % 7)
+    gen = torch.Generator().manual_seed(seed)
+    v, g = torch.randn(n, generator=gen), torch.randn(hyper.num_projected, generator=gen)
+    torch.testing.assert_close(hyper.latent_jvp(v) @ g, v @ hyper.latent_vjp(g), rtol=1e-4, atol=1e-4)
+
+
+def _jacobian(hyper):
+    return torch.autograd.functional.jacobian(
+        lambda z: torch.cat([w.reshape(-1) for w in hyper.generate_weights(z).values()]), hyper.latent.detach())
+
+
+@pytest.mark.parametrize("kind", ["dense", "orthogonal"])
+def test_adam_metric_first_step_solves_the_weighted_least_squares(kind):
+    # issue 24: below 100 % the latent step is Adam's weight step projected in Adam's metric:
+    # x = c (Jᵀ V J)⁻¹ Jᵀ m̂ with V = √v̂ + ε (= |g| + ε on the first step), c = JᵀJ's scale
+    hyper = _offset(20, kind)
+    x, y = torch.rand(32, 2) * 2 - 1, torch.rand(32, 1)
+    g = _flat_grad_by_autograd(hyper, x, y)
+    z0 = hyper.latent.detach().clone()
+    opt = WeightSpaceAdam(hyper, lr=1e-2, cg_iters=60)
+    assert opt.metric == "adam"  # "auto" below 100 %
+    opt.zero_grad()
+    ((hyper(x) - y) ** 2).mean().backward()
+    opt.step()
+    J = _jacobian(hyper).double()
+    V = g.double().abs() + 1e-8
+    c = opt._jtj_scale
+    expected = c * torch.linalg.solve(J.T @ (V[:, None] * J), J.T @ g.double())
+    step = (z0 - hyper.latent.detach()).double() / 1e-2
+    torch.testing.assert_close(step, expected, rtol=2e-3, atol=1e-6 * float(expected.abs().max()))
+    if kind == "orthogonal":  # exact scale: JᵀJ = c I
+        torch.testing.assert_close(J.T @ J, c * torch.eye(20, dtype=J.dtype), rtol=0, atol=1e-4 * c)
+    opt.release()
+
+
+def test_adam_metric_with_a_uniform_metric_is_the_euclidean_step():
+    # with every √v̂ equal (a signed-constant gradient), the weighted projection is the plain one
+    hyper = _offset(30, "orthogonal")
+    g = torch.where(torch.arange(hyper.num_projected) % 3 == 0, 1.0, -1.0)
+    steps = []
+    for metric in ("adam", "euclidean"):
+        h = copy.deepcopy(hyper)
+        opt = WeightSpaceAdam(h, lr=1e-2, metric=metric, cg_iters=30)
+        h.weight_grad = g.clone()
+        opt.step()
+        steps.append(hyper.latent.detach() - h.latent.detach())
+        opt.release()
+    torch.testing.assert_close(steps[0], steps[1], rtol=1e-4, atol=1e-7)
+
+
+def test_metric_auto_is_euclidean_at_a_full_latent_and_bad_settings_are_named():
+    full = _offset(88, "orthogonal")  # Siren(2, 8, 1, 1): 88 projected weights
+    assert full.num_projected == 88 and WeightSpaceAdam(full).metric == "euclidean"
+    hyper = _offset(20)
+    with pytest.raises(HyperprojError, match=r"metric must be one of \('auto', 'adam', 'euclidean'\), got 'l2'"):
+        WeightSpaceAdam(hyper, metric="l2")
+    with pytest.raises(HyperprojError, match="cg_iters must be an int >= 1, got 0"):
+        WeightSpaceAdam(hyper, cg_iters=0)
 
 
 def test_state_dict_round_trip_continues_identically():
