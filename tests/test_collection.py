@@ -208,8 +208,8 @@ def test_latent_batch_runs_every_model_and_trains_each_as_alone(projection):
     for k, hyper in enumerate(together):
         torch.testing.assert_close(out[:, 3 * k:3 * k + 3], hyper(x), atol=1e-6, rtol=1e-5)
     opts = dict(progress=False, restore_best=False, warmup=0, eval_every=1000)
-    for hyper, sig in zip(alone, signals):  # WeightSpaceAdam, as compress trains
-        fit(hyper, sig, 15, lr=2e-3, **opts)
+    for hyper, sig in zip(alone, signals):  # WeightSpaceAdam's Euclidean projection, as compress trains
+        fit(hyper, sig, 15, lr=2e-3, optimizer_kwargs={"metric": "euclidean"}, **opts)
     fit_together(together, signals, 15, lr=2e-3, **opts)
     for a, b, start in zip(alone, together, starts):
         # the same trajectory up to float rounding (batched against single matrix products, which

@@ -27,12 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..inr.fit import ErrorSampling, fit, num_threads
+from ..inr.fit import ErrorSampling, _auto_optimizer, _resolve_optimizer_name, fit, num_threads
 from ..inr.signals import ImageSignal, Signal
 from .format import error
 from .signals import samples
 
-__all__ = ["fit_defaults", "default_steps", "clock_latent_cap", "MIN_CLOCK_STEPS", "Training"]
+__all__ = ["fit_defaults", "codec_fit_options", "default_steps", "clock_latent_cap", "MIN_CLOCK_STEPS", "Training"]
 
 _BATCH_ROWS = 8192  # compress's minibatch for signals with more than 2x this many rows
 _STEP_CAP = 10**7  # steps when only a time budget bounds training
@@ -144,6 +144,32 @@ def fit_defaults(signal: Signal, fit_options: Mapping[str, Any] | None) -> dict[
     return fit_options
 
 
+def codec_fit_options(net: nn.Module, fit_options: Mapping[str, Any]) -> dict[str, Any]:
+    """``fit_options`` for training ``net`` in the codec: when ``fit`` will build a
+    :class:`~hyperproj.WeightSpaceAdam` and no ``optimizer_kwargs`` are given, its Euclidean
+    projection (``metric="euclidean"``). The Adam-metric projection (the library's default below
+    100 %) learns more per step but costs 40-70 % more per step, and the codec trains against a
+    clock: kodim23 at 0.3 bpp, 120 s, 1 thread: 32.08 dB (Euclidean, 2,400 steps) against 31.26
+    (Adam metric, 1,591 steps), 2026-12-07.
+
+    Examples:
+        >>> import hyperproj
+        >>> from hyperproj.inr import Siren
+        >>> hyper = hyperproj.reparametrize(Siren(2, 16, 1, 3), 200, latent_scale="offset")
+        >>> codec_fit_options(hyper, {})["optimizer_kwargs"]
+        {'metric': 'euclidean'}
+        >>> codec_fit_options(Siren(2, 16, 1, 3), {})
+        {}
+    """
+    options = dict(fit_options)
+    name = _resolve_optimizer_name(options.get("optimizer", "auto"))
+    if name == "auto":
+        name = _auto_optimizer(net)
+    if name == "weight_space_adam" and options.get("optimizer_kwargs") is None:
+        options["optimizer_kwargs"] = {"metric": "euclidean"}
+    return options
+
+
 def default_steps(steps: int | None, time_budget: float | None) -> int:
     """2000, or with a time budget a cap it never reaches (the clock ends training)."""
     if steps is None:
@@ -195,7 +221,7 @@ class Training:
             )
         if steps > 0 and (main_budget is None or main_budget > 0):
             history = fit(net, job.signal, steps, lr=lr, progress=job.progress, time_budget=main_budget,
-                          **job.fit_options)
+                          **codec_fit_options(net, job.fit_options))
             self.unquantized = history.metrics[history.best_index] if history.best_index is not None else {}
             self.recoveries += history.recoveries
             self.gave_up = history.gave_up if history.gave_up is not None else self.gave_up
