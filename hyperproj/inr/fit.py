@@ -366,7 +366,9 @@ def fit(
             with the offset latent — ``reparametrize``'s choice for latents of 30 % of the weights
             and more — else ``"adam"``), a name from ``torch.optim``/``torch_optimizer``
             (case-insensitive), ``"weight_space_adam"`` (:class:`hyperproj.WeightSpaceAdam`, for
-            offset-latent HyperModels; fit releases it at the end) or an optimizer instance (then
+            offset-latent HyperModels — below 100 % latent it projects Adam's step in Adam's own
+            metric, ``optimizer_kwargs={"metric": "euclidean"}`` for the cheaper plain projection
+            that ``compress`` uses; fit releases it at the end) or an optimizer instance (then
             ``lr`` and ``optimizer_kwargs`` are ignored).
         scheduler: ``None``, ``"exponential"`` (lr × ``final_lr_ratio`` ** (t/steps)),
             ``"cosine"`` (from lr down to lr × ``final_lr_ratio``), a torch LR scheduler built on
