@@ -85,9 +85,10 @@ def step_seconds(net: nn.Module, signal: Signal) -> float:
         True
     """
     rows = samples(signal) if samples(signal) <= 2 * _BATCH_ROWS else _BATCH_ROWS
-    x, y = signal.coords[:rows], signal.values[:rows]
+    device = next((q.device for q in net.parameters()), torch.device("cpu"))
+    x, y = signal.coords[:rows].to(device), signal.values[:rows].to(device)
     base = torch.get_num_threads()
-    times: dict[int, list[float]] = {base: [], 1: []}
+    times: dict[int, list[float]] = {base: [], 1: []} if device.type == "cpu" else {base: []}
     for _ in range(_PROBE_ROUNDS):
         for threads in times:
             with num_threads(threads):
