@@ -42,10 +42,11 @@ _PROBE_ROUNDS = 3
 
 #: Under a time budget, the fewest training steps a network widened for a high rate should get:
 #: a wider one is planned smaller (the file then stays under its target). Measured with the
-#: 9-hidden-layer SIRENs on full-size Kodak (benchmarks/rate_sweep.py): width 112 after 484 steps
-#: matched width 80 after 739 (kodim05, 60 s: 22.68 / 22.73 dB); width 112 after 231 steps fell
-#: 3.1 dB under width 80 after 959 (kodim01, 120 s, busy machine).
-MIN_CLOCK_STEPS = 500
+#: 9-hidden-layer SIRENs on full-size Kodak, 120 s, 1 thread (docs/codec.md): width 112 after 231
+#: steps fell 3.1 dB under width 80 after 959 (kodim01, 2 vs 1 bpp); with a floor of 500 steps 2 bpp
+#: still ended 1.5 / 1.0 dB under 1 bpp (kodim23 / kodim01), with 1,000 at 33.76 / 24.69 dB, level
+#: with 1 bpp (33.60-33.88 / 24.63-24.83), at a cost of 0.28 dB on kodim23 at 1 bpp.
+MIN_CLOCK_STEPS = 1000
 #: A training step's cost over the plain forward + backward pass of its minibatch (the projection,
 #: the optimizers, error sampling; measured 1.2-1.7x at widths 40-112 on one thread).
 _STEP_OVERHEAD = 1.5

@@ -45,6 +45,7 @@ from ...inr.signals import AudioSignal, ImageSignal, OccupancySignal
 from ...model import OFFSET_MIN_SHARE, HyperModel, reparametrize, resolve_latent_scale
 from ...projection import projection_kinds
 from ...targets import select_targets
+from .. import train as train_module
 from ..entropy import METHODS, empirical_entropy_bits
 from ..format import MAX_LATENT, error, parse_header, read_container, read_symbols, write_container
 from ..hypermodel import (
@@ -60,7 +61,7 @@ from ..hypermodel import (
 from ..quant import DEFAULT_BIAS_BITS, DEFAULT_BITS, Bits, check_bits, width
 from ..rate import budgeted_bits, largest_n, size_bound, smaller_latent
 from ..signals import signal_meta
-from ..train import MIN_CLOCK_STEPS, clock_latent_cap
+from ..train import clock_latent_cap
 from .registry import Family, register_family
 
 __all__ = ["Doh", "default_model", "encode", "save"]
@@ -202,7 +203,7 @@ class Doh(Family):
                                                 _layout(probe, options)[0], job.signal, job.left())
                 if n_clock < planned:
                     self.clock_cap = {"planned_latent": planned, "latent": n_clock,
-                                      "estimated_steps": round(est or 0.0), "min_steps": MIN_CLOCK_STEPS}
+                                      "estimated_steps": round(est or 0.0), "min_steps": train_module.MIN_CLOCK_STEPS}
                 model = default_model(job.signal, latent_dim=n_clock)
         model_spec(model)  # validates the model early
         self.model = model
