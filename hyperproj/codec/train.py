@@ -54,6 +54,18 @@ _STEP_OVERHEAD = 1.5
 _TRAIN_SHARE = 0.8
 
 
+def _median_seconds(run: Callable[[], Any], thread_counts: list[int]) -> dict[int, float]:
+    """Median wall time of ``run()`` over ``_PROBE_ROUNDS`` rounds, per torch thread count."""
+    times: dict[int, list[float]] = {t: [] for t in thread_counts}
+    for _ in range(_PROBE_ROUNDS):
+        for threads in thread_counts:
+            with num_threads(threads):
+                tic = time.perf_counter()
+                run()
+                times[threads].append(time.perf_counter() - tic)
+    return {t: sorted(v)[len(v) // 2] for t, v in times.items()}
+
+
 def faster_threads(net: nn.Module, signal: Signal) -> int:
     """Whichever of torch's thread count and 1 thread runs a no-grad forward pass of ``net`` over
     ``_PROBE_ROWS`` of the signal's coordinates faster now (median of ``_PROBE_ROUNDS``). With a busy
@@ -64,15 +76,9 @@ def faster_threads(net: nn.Module, signal: Signal) -> int:
     if base <= 1 or device.type != "cpu":
         return base
     x = signal.coords[:_PROBE_ROWS]
-    times: dict[int, list[float]] = {base: [], 1: []}
     with torch.no_grad():
-        for _ in range(_PROBE_ROUNDS):
-            for threads in (base, 1):
-                with num_threads(threads):
-                    tic = time.perf_counter()
-                    net(x)
-                    times[threads].append(time.perf_counter() - tic)
-    return min(times, key=lambda t: sorted(times[t])[len(times[t]) // 2])
+        medians = _median_seconds(lambda: net(x), [base, 1])
+    return min(medians, key=medians.__getitem__)
 
 
 def step_seconds(net: nn.Module, signal: Signal) -> float:
@@ -89,15 +95,10 @@ def step_seconds(net: nn.Module, signal: Signal) -> float:
     device = next((q.device for q in net.parameters()), torch.device("cpu"))
     x, y = signal.coords[:rows].to(device), signal.values[:rows].to(device)
     base = torch.get_num_threads()
-    times: dict[int, list[float]] = {base: [], 1: []} if device.type == "cpu" else {base: []}
-    for _ in range(_PROBE_ROUNDS):
-        for threads in times:
-            with num_threads(threads):
-                tic = time.perf_counter()
-                ((net(x) - y) ** 2).mean().backward()
-                times[threads].append(time.perf_counter() - tic)
+    medians = _median_seconds(lambda: ((net(x) - y) ** 2).mean().backward(),
+                              [base, 1] if device.type == "cpu" and base > 1 else [base])
     net.zero_grad(set_to_none=True)
-    return min(sorted(t)[len(t) // 2] for t in times.values())
+    return min(medians.values())
 
 
 def clock_latent_cap(make_net: Callable[[int], nn.Module], n: int, floor: int, signal: Signal,

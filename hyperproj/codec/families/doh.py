@@ -61,7 +61,6 @@ from ..hypermodel import (
 from ..quant import DEFAULT_BIAS_BITS, DEFAULT_BITS, Bits, check_bits, width
 from ..rate import budgeted_bits, largest_n, size_bound, smaller_latent
 from ..signals import signal_meta
-from ..train import clock_latent_cap
 from .registry import Family, register_family
 
 __all__ = ["Doh", "default_model", "encode", "save"]
@@ -199,7 +198,7 @@ class Doh(Family):
                 bps = budgeted_bits(job.bits, job.method, scale_guess)
                 planned = self._plan(probe, bps, cap=MAX_LATENT)
                 # under a clock, a network widened for a high rate must still get enough steps
-                n_clock, est = clock_latent_cap(lambda k: default_model(job.signal, latent_dim=k), planned,
+                n_clock, est = train_module.clock_latent_cap(lambda k: default_model(job.signal, latent_dim=k), planned,
                                                 _layout(probe, options)[0], job.signal, job.left())
                 if n_clock < planned:
                     self.clock_cap = {"planned_latent": planned, "latent": n_clock,
