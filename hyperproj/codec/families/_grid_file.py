@@ -232,10 +232,10 @@ def _parse_projection(p: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
     if p["g"] != rng.GENERATOR_VERSION:
         raise error(f"grid file header field 'p' names random generator version {p['g']!r}; "
                     f"this hyperproj has {rng.GENERATOR_VERSION}")
-    out = {"d": _int_field(p, "d", 1, 1 << 16, "projected networks' latent size"),
-           "s": _int_field(p, "s", 0, (1 << 31) - 1, "projection seed"),
-           "qz": _int_field(p, "qz", 0, 24, "networks' latent step"),
-           "nz": _int_field(p, "nz", 1, 1 << 16, "networks' latent alphabet")}
+    out = {"d": _int_field(p, "d", 1, 1 << 16, "'p': projected networks' latent size"),
+           "s": _int_field(p, "s", 0, (1 << 31) - 1, "'p': projection seed"),
+           "qz": _int_field(p, "qz", 0, 24, "'p': networks' latent step"),
+           "nz": _int_field(p, "nz", 1, 1 << 16, "'p': networks' latent alphabet")}
     widths = [cfg["levels"], *cfg["hidden"], cfg["channels"]]
     shapes = {"synthesis": list(zip(widths[1:], widths[:-1])),
               "arm": [(cfg["arm_hidden"], len(gi.CONTEXT)), (cfg["arm_hidden"], cfg["arm_hidden"]), (2, cfg["arm_hidden"])]}
