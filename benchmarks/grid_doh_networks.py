@@ -5,8 +5,9 @@ For each image crop and each λ: the same :class:`~hyperproj.inr.LatentGrid` (7 
 :func:`~hyperproj.inr.fit_grid` with a FIXED λ (``target_bits=None``) and a fixed number of
 steps, the family's recipe otherwise (lr 1e-2, latents ×10, 60 % of the steps at half resolution,
 the finest level held at zero), once with direct network weights and once per ``--shares`` with
-the weight matrices projected from one latent of that share of the weights
-(``net_latent_dim``). Each model is then stored as the family stores it
+the synthesis's weight matrices projected from one latent of that share of its weights
+(``net_latent_dim``), and per ``--both`` with the ARM's projected too (``net_projected="both"``,
+the share of all the weights). Each model is then stored as the family stores it
 (:func:`hyperproj.codec.families.grid.choose_steps`: steps, and for projected models the form,
 by MSE + λ·bits) and decoded; bytes and PSNR are the real file's and the decoded pixels'.
 
@@ -57,14 +58,15 @@ def _crops(data: Path, names: list[str], size: int) -> list[tuple[str, ImageSign
     return out
 
 
-def run(sig: ImageSignal, lam: float, steps: int, share: float | None) -> dict:
+def run(sig: ImageSignal, lam: float, steps: int, share: float | None, parts: str = "synthesis") -> dict:
     h, w, c = sig.shape
     torch.manual_seed(0)
     probe = LatentGrid(h, w, c, levels=LEVELS, hidden=HIDDEN, arm_hidden=ARM_HIDDEN)
-    weights = sum(m.weight.numel() for m in [*probe.synthesis, *probe.arm])
+    weights = sum(m.weight.numel() for m in [*probe.synthesis, *(probe.arm if parts == "both" else [])])
     dim = None if share is None else max(1, round(share * weights))
     torch.manual_seed(0)
-    net = LatentGrid(h, w, c, levels=LEVELS, hidden=HIDDEN, arm_hidden=ARM_HIDDEN, net_latent_dim=dim, net_seed=0)
+    net = LatentGrid(h, w, c, levels=LEVELS, hidden=HIDDEN, arm_hidden=ARM_HIDDEN, net_latent_dim=dim, net_seed=0,
+                     net_projected=parts)
     t0 = time.perf_counter()
     fit_grid(net, sig, lam=lam, steps=steps, lr=1e-2, latent_lr_scale=10.0, coarse_share=0.6, freeze_finest=True)
     train_s = time.perf_counter() - t0
@@ -75,7 +77,7 @@ def run(sig: ImageSignal, lam: float, steps: int, share: float | None) -> dict:
     dec = decompress(data)
     mse = float(np.mean((dec.decoded_pixels.astype(np.float64) - target) ** 2)) / 255.0**2
     bpp = 8 * len(data) / (h * w)
-    return {"net": "direct" if share is None else f"D'OH {round(100 * share)}% (d={dim})",
+    return {"net": "direct" if share is None else f"{'syn' if parts == 'synthesis' else 'both'} {round(100 * share)}% d={dim}",
             "form": info.get("network_form", "direct"), "net_bytes": info["network_bytes"], "bytes": len(data),
             "bpp": bpp, "psnr": -10 * np.log10(mse), "cost": mse + lam * bpp, "train_s": train_s, "costs": costs}
 
@@ -88,6 +90,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--lams", type=float, nargs="+", default=[2e-3, 1e-2])
     ap.add_argument("--shares", type=float, nargs="+", default=[0.5, 0.75])
+    ap.add_argument("--both", type=float, nargs="*", default=[0.5],
+                    help="shares at which the ARM is projected too (net_projected='both')")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -100,8 +104,9 @@ def main() -> None:
     for name, sig in crops:
         for lam in a.lams:
             base = None
-            for share in [None, *a.shares]:
-                r = run(sig, lam, a.steps, share)
+            for share, parts in [(None, "synthesis"), *[(v, "synthesis") for v in a.shares],
+                                 *[(v, "both") for v in a.both]]:
+                r = run(sig, lam, a.steps, share, parts)
                 base = base or r
                 print(f"{name:<14} {lam:>7.0e} {r['net']:<20} {r['form']:<9} {r['net_bytes']:>6} {r['bytes']:>8} "
                       f"{r['bpp']:>6.3f} {r['psnr']:>6.2f} {r['cost']:>9.2e} | {r['net_bytes'] - base['net_bytes']:>+6} "

@@ -202,7 +202,7 @@ def projected_result():
     torch.set_num_threads(2)  # encoded with 2 threads; decoded below with 1 in fresh processes
     try:
         res = codec.compress(sig, bpp=3.0, family="grid", steps=150, progress=False, levels=4, coarse_share=0.3,
-                             latent_dim=100, seed=7)
+                             latent_dim=64, net_projected="both", seed=7)
     finally:
         torch.set_num_threads(threads)
     return sig, res
@@ -212,7 +212,7 @@ def test_projected_networks_file_decodes_bit_exactly_everywhere(projected_result
     sig, res = projected_result
     rep = codec.info(res.data)
     assert rep["network_form"] == res.report["network_form"] == "projected"
-    assert rep["header"]["projected_networks"]["latent_dim"] == 100 and rep["header"]["projected_networks"]["seed"] == 7
+    assert rep["header"]["projected_networks"]["latent_dim"] == 64 and rep["header"]["projected_networks"]["seed"] == 7
     assert rep["network_bytes"] == rep["synthesis_bytes"] + rep["arm_bytes"] + rep["net_latent_bytes"]
     assert rep["header_bytes"] + rep["latent_bytes"] + rep["network_bytes"] == rep["bytes"]
     assert abs(sig.evaluate(codec.decompress(res.data))["psnr"] - res.report["psnr"]) < 1e-9
@@ -232,7 +232,8 @@ def test_damaged_projected_file_is_refused_before_any_pixel(projected_result, mo
     calls = []
     monkeypatch.setattr(grid_family.gi, "synthesize", lambda *a: calls.append(1))
     bad_headers = [{**header, "p": {**header["p"], "g": 99}}, {**header, "p": {**header["p"], "k": [[1], [1]]}},
-                   {**header, "p": {**header["p"], "d": 1 << 20}}, {**header, "p": [1, 2]}]
+                   {**header, "p": {**header["p"], "d": 1 << 20}}, {**header, "p": [1, 2]},
+                   {**header, "p": {**header["p"], "k": [[], []]}}]
     for h in bad_headers:
         with pytest.raises(HyperprojError, match="grid file header field .*'p'"):
             codec.decompress(write_container(h, sections, version=2))
@@ -249,7 +250,7 @@ def test_the_file_form_is_the_cheaper_one(projected_result):
     sig, res = projected_result
     net = res.model
     torch.manual_seed(0)
-    trained = LatentGrid(48, 48, levels=4, hidden=[8], arm_hidden=4, net_latent_dim=40, net_seed=1)
+    trained = LatentGrid(48, 48, levels=4, hidden=[8], arm_hidden=4, net_latent_dim=40, net_seed=1, net_projected="both")
     from hyperproj.inr import fit_grid
 
     fit_grid(trained, sig, steps=60, lam=2e-3)
@@ -267,10 +268,12 @@ def test_the_file_form_is_the_cheaper_one(projected_result):
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10**6), st.integers(3, 10), st.integers(3, 10), st.integers(1, 3), st.integers(2, 6),
-       st.integers(2, 5), st.integers(1, 60), st.integers(4, 14), st.integers(5, 11), st.integers(4, 11))
-def test_projected_form_round_trips(seed, h, w, levels, hidden, arm_hidden, dim, qz, qs, qa):
+       st.integers(2, 5), st.integers(1, 60), st.integers(4, 14), st.integers(5, 11), st.integers(4, 11),
+       st.sampled_from(["synthesis", "both"]))
+def test_projected_form_round_trips(seed, h, w, levels, hidden, arm_hidden, dim, qz, qs, qa, parts):
     torch.manual_seed(seed)
-    net = LatentGrid(h, w, levels=levels, hidden=(hidden,), arm_hidden=arm_hidden, net_latent_dim=dim, net_seed=seed % 1000)
+    net = LatentGrid(h, w, levels=levels, hidden=(hidden,), arm_hidden=arm_hidden, net_latent_dim=dim,
+                     net_seed=seed % 1000, net_projected=parts)
     g = np.random.default_rng(seed)
     with torch.no_grad():
         for p in net.latents:
@@ -290,6 +293,6 @@ def test_projected_option_errors_name_the_option():
     sig = ImageSignal(torch.rand(16, 16, 3))
     for kw, word in (({"net_share": 1.5}, "net_share"), ({"latent_dim": 0}, "latent_dim"),
                      ({"projection": "orthogonal"}, "projection"), ({"projection": "rademacher"}, "latent_dim"),
-                     ({"latent_dim": 5, "net_share": 0.5}, "net_share")):
+                     ({"latent_dim": 5, "net_share": 0.5}, "net_share"), ({"latent_dim": 5, "net_projected": "x"}, "net_projected")):
         with pytest.raises(HyperprojError, match=word):
             codec.compress(sig, bpp=8.0, family="grid", steps=1, progress=False, **kw)

@@ -277,7 +277,13 @@ def test_projected_networks_keep_the_plain_init_and_train():
     torch.manual_seed(0)
     plain = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12)
     torch.manual_seed(0)
-    net = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12, net_latent_dim=300, net_seed=3)
+    net = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12, net_latent_dim=300, net_seed=3,
+                     net_projected="both")
+    torch.manual_seed(0)
+    syn_only = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12, net_latent_dim=300, net_seed=3)
+    assert [n for n, _ in syn_only.named_parameters() if n.endswith("weight")] == [f"arm.{i}.weight" for i in range(3)]
+    assert syn_only.net_shifts["arm"] == [] and len(syn_only.net_shifts["synthesis"]) == 3
+    assert torch.equal(syn_only.arm[0].weight, plain.arm[0].weight)
     # the option off changes nothing: same parameters, same names
     assert [n for n, _ in plain.named_parameters()] == ["latents.0", "latents.1", "latents.2", *[
         f"{w}.{i}.{p}" for w, k in (("synthesis", 3), ("arm", 3)) for i in range(k) for p in ("weight", "bias")]]
@@ -303,7 +309,8 @@ def test_projected_networks_keep_the_plain_init_and_train():
 
 
 @pytest.mark.parametrize("kwargs, word", [({"net_latent_dim": 0}, "net_latent_dim"), ({"net_latent_dim": 2.5}, "net_latent_dim"),
-                                          ({"net_latent_dim": 4, "net_seed": -1}, "net_seed")])
+                                          ({"net_latent_dim": 4, "net_seed": -1}, "net_seed"),
+                                          ({"net_latent_dim": 4, "net_projected": "arm"}, "net_projected")])
 def test_bad_projection_option_names_it(kwargs, word):
     with pytest.raises(HyperprojError, match=word):
         LatentGrid(4, 4, levels=2, **kwargs)

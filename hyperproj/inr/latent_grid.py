@@ -191,6 +191,9 @@ class LatentGrid(nn.Module):
             entries (N(0, :data:`NET_Z_STD`²) at the start; ``k_l`` the power of two that gives
             the layer the plain model's initial weight variance; see the module docstring).
         net_seed: the seed of the ``R_l`` (an int in ``[0, 2**31)``).
+        net_projected: which networks ``net_latent_dim`` projects: ``"synthesis"`` (default; the
+            ARM keeps direct weights: measured, a projected ARM predicted the latents worse and
+            cost more latent bits than its weights saved) or ``"both"``.
 
     ``forward(coords)`` renders the pixels at :func:`~hyperproj.inr.grid_coords`-style
     coordinates (for :meth:`ImageSignal.evaluate <hyperproj.inr.ImageSignal.evaluate>` and
@@ -207,7 +210,7 @@ class LatentGrid(nn.Module):
 
     def __init__(self, height: int, width: int, channels: int = 3, levels: int = 7,
                  hidden: Sequence[int] = (24, 24), arm_hidden: int = 16, net_latent_dim: int | None = None,
-                 net_seed: int = 0):
+                 net_seed: int = 0, net_projected: str = "synthesis"):
         super().__init__()
         height = _check_int("height", height, 1, 1 << 15)
         width = _check_int("width", width, 1, 1 << 15)
@@ -234,15 +237,21 @@ class LatentGrid(nn.Module):
         self.net_latent_dim: int | None = None
         self.net_shifts: dict[str, list[int]] = {}
         if net_latent_dim is not None:
+            if net_projected not in ("synthesis", "both"):
+                raise HyperprojError(f"hyperproj.inr.LatentGrid: net_projected must be 'synthesis' or 'both', "
+                                     f"got {net_projected!r}")
             self._project_networks(_check_int("net_latent_dim", net_latent_dim, 1, 1 << 16),
-                                   _check_int("net_seed", net_seed, 0, (1 << 31) - 1))
+                                   _check_int("net_seed", net_seed, 0, (1 << 31) - 1), net_projected)
 
-    def _project_networks(self, dim: int, seed: int) -> None:
-        """Swap every weight matrix for ``2**-k_l · R_l z`` (the biases are kept as they are)."""
-        self.config.update(net_latent_dim=dim, net_seed=seed)
+    def _project_networks(self, dim: int, seed: int, parts: str) -> None:
+        """Swap the weight matrices of ``parts`` for ``2**-k_l · R_l z`` (the biases are kept)."""
+        self.config.update(net_latent_dim=dim, net_seed=seed, net_projected=parts)
         self.net_latent_dim, self.net_seed = dim, seed
         self.net_z = nn.Parameter(torch.randn(dim) * NET_Z_STD)
+        self.net_shifts = {"synthesis": [], "arm": []}  # empty: that network's weights are direct
         for which, net in (("synthesis", self.synthesis), ("arm", self.arm)):
+            if which == "arm" and parts != "both":
+                continue
             shifts = []
             for i, m in enumerate(net):
                 gain = 0.1 if which == "arm" and i == len(net) - 1 else 1.0  # the plain model's init
@@ -332,7 +341,7 @@ class LatentGrid(nn.Module):
             for layer, nxt in zip(self.synthesis[:-1], self.synthesis[1:]):
                 pre = layer(x)
                 dead = (~(pre > 0).any(0)).nonzero()[:, 0]
-                if len(dead) and self.net_latent_dim is not None:
+                if len(dead) and self.net_shifts.get("synthesis"):
                     layer.bias[dead] += margin - pre[:, dead].max(0).values
                     revived += len(dead)
                     pre = layer(x)
@@ -412,7 +421,7 @@ class LatentGrid(nn.Module):
 
     def integer_layers(self, which: str, q: int, qz: int | None = None) -> list[tuple[np.ndarray, int, np.ndarray]]:
         """``which`` (``"synthesis"`` or ``"arm"``) as fixed-point layers ``(w_int, q, b_int)`` at
-        step ``2**-q``. With ``qz`` (projected networks only): the weights a file of the latent
+        step ``2**-q``. With ``qz`` (for a network that ``net_latent_dim`` projects): the weights a file of the latent
         at step ``2**-qz`` gives (:func:`projected_weights`, at step ``2**-ACT_BITS``) and the
         biases rounded at ``2**-q``, shifted to ``2**-ACT_BITS``.
 
@@ -425,7 +434,9 @@ class LatentGrid(nn.Module):
         """
         q = _check_int("q", q, 0, gi.ACT_BITS)
         net = self._net(which)
-        if qz is not None:
+        if qz is not None and self.net_latent_dim is None:
+            raise HyperprojError("LatentGrid: integer_layers(qz=...) needs projected networks (net_latent_dim)")
+        if qz is not None and self.net_shifts[which]:
             ws = projected_weights(self.integer_net_latent(qz), qz, self.net_seed, which,
                                    [(m.out_features, m.in_features) for m in net], self.net_shifts[which])
             return [(w, gi.ACT_BITS, torch.round(m.bias.detach().double() * 2**q).to(torch.int64).numpy()
@@ -443,7 +454,7 @@ class LatentGrid(nn.Module):
             >>> net.latents[0].sum().item()
             4.0
         """
-        if self.net_latent_dim is not None:
+        if any(self.net_shifts.values()):
             raise HyperprojError("LatentGrid: load_integer sets direct weights; a projected model's weights "
                                  "are its latent's (load into a LatentGrid without net_latent_dim)")
         with torch.no_grad():

@@ -51,7 +51,7 @@ from ..entropy import encode as encode_symbols
 from ..format import error
 from .registry import write_file
 
-__all__ = ["encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "net_code", "int_code", "store_grid"]
+__all__ = ["encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "net_code", "int_code", "net_parts", "store_grid"]
 
 GRID_VERSION = 1
 """The grid family's own layout version (header ``v``)."""
@@ -153,16 +153,7 @@ def store_grid(net: LatentGrid, q_syn: int, q_arm: int, latents: list[np.ndarray
     alphabets = [int(np.abs(q).max()) if q.size else 0 for q in lat]
     if max(alphabets) > _MAX_ALPHABET:
         raise error(f"grid: a latent reached {max(alphabets)}, past the coder's bound {_MAX_ALPHABET}")
-    syn = net.integer_layers("synthesis", q_syn, qz)
-    arm = net.integer_layers("arm", q_arm, qz)
-    if qz is None:
-        sc, ar, zc = net_code(syn), net_code(arm), (b"", 1)
-    else:  # the latent's integers, and the biases at their own steps (the layers hold them shifted)
-        zc = int_code(net.integer_net_latent(qz))
-        sc = int_code(np.concatenate([b >> (gi.ACT_BITS - q_syn) for _, _, b in syn]))
-        ar = int_code(np.concatenate([b >> (gi.ACT_BITS - q_arm) for _, _, b in arm]))
-        if max(int(np.abs(w).max()) for w, _, _ in syn + arm) >= _MAX_WEIGHT:
-            zc = None
+    syn, arm, (sc, ar, zc) = net_parts(net, q_syn, q_arm, qz)
     if sc is None or ar is None or zc is None:
         raise error("grid: a network weight is too large for its step; use a coarser step (smaller q)")
     cfg = net.config
@@ -178,6 +169,34 @@ def store_grid(net: LatentGrid, q_syn: int, q_arm: int, latents: list[np.ndarray
         if a:
             sections[f"l{k}"] = ac.encode_level(q, a, arm)
     return header, sections
+
+
+def net_parts(net: LatentGrid, q_syn: int, q_arm: int, qz: int | None) -> tuple[list, list, list]:
+    """The integer layers of ``net``'s synthesis and ARM as a file at these steps holds them, and
+    the codes of the sections ``s``, ``a``, ``z`` (``(bytes, alphabet)``, ``None`` where an integer
+    is too wide): a projected network's section holds its biases at its step, the other
+    network's its weights and biases; ``z`` is ``(b"", 1)`` without ``qz``.
+
+    Examples:
+        >>> from hyperproj.inr import LatentGrid
+        >>> net = LatentGrid(4, 4, levels=2, hidden=(4,), arm_hidden=4, net_latent_dim=10)
+        >>> syn, arm, codes = net_parts(net, 8, 8, 10)
+        >>> syn[0][1], arm[0][1], [c[1] > 0 for c in codes]
+        (12, 8, [True, True, True])
+    """
+    syn = net.integer_layers("synthesis", q_syn, qz)
+    arm = net.integer_layers("arm", q_arm, qz)
+    if qz is None:
+        return syn, arm, [net_code(syn), net_code(arm), (b"", 1)]
+    codes = []
+    for which, layers, q in (("synthesis", syn, q_syn), ("arm", arm, q_arm)):
+        if not net.net_shifts[which]:  # not projected: stored as before
+            codes.append(net_code(layers))
+        elif max(int(np.abs(w).max()) for w, _, _ in layers) >= _MAX_WEIGHT:
+            codes.append(None)
+        else:  # the layers hold the biases shifted to 2**-ACT_BITS
+            codes.append(int_code(np.concatenate([b >> (gi.ACT_BITS - q) for _, _, b in layers])))
+    return syn, arm, [*codes, int_code(net.integer_net_latent(qz))]
 
 
 def _int_field(h: Mapping[str, Any], key: str, low: int, high: int, what: str) -> int:
@@ -241,7 +260,7 @@ def _parse_projection(p: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
               "arm": [(cfg["arm_hidden"], len(gi.CONTEXT)), (cfg["arm_hidden"], cfg["arm_hidden"]), (2, cfg["arm_hidden"])]}
     k = p["k"]
     if not (isinstance(k, list) and len(k) == 2 and all(isinstance(v, list) for v in k)
-            and [len(v) for v in k] == [len(shapes["synthesis"]), len(shapes["arm"])]
+            and all(len(v) in (0, len(shapes[w])) for v, w in zip(k, ("synthesis", "arm"))) and any(k)
             and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 24 for v in k for x in v)):
         raise error(f"grid file header field 'p' has bad layer shifts 'k' {k!r}")
     if out["d"] * max(o * i for v in shapes.values() for o, i in v) > _MAX_SIGNS:
@@ -256,6 +275,9 @@ def _projected_layers(sections: Mapping[str, bytes], h: Mapping[str, Any]) -> tu
     out = []
     for which, sec, q, n in (("synthesis", "s", h["qs"], h["ns"]), ("arm", "a", h["qa"], h["na"])):
         shapes = p["shapes"][which]
+        if not p["k"][which]:  # this network's weights are stored directly
+            out.append(_net_decode(sections[sec], shapes, q, n))
+            continue
         b = _int_decode(sections[sec], sum(o for o, _ in shapes), n)
         ws = projected_weights(z, p["qz"], p["s"], which, shapes, p["k"][which])
         if max(int(np.abs(w).max()) for w in ws) >= _MAX_WEIGHT:
@@ -325,6 +347,7 @@ def describe_grid(header: Mapping[str, Any], sections: Mapping[str, bytes], data
     if "p" in h:  # the weights are the latent's; the synthesis/ARM sections hold the biases
         out["network_form"], out["net_latent_bytes"] = "projected", sec["z"]
         out["header"]["projected_networks"] = {"latent_dim": h["p"]["d"], "seed": h["p"]["s"],
-                                               "latent_step": f"2^-{h['p']['qz']}", "shifts": header["p"]["k"]}
+                                               "latent_step": f"2^-{h['p']['qz']}", "shifts": header["p"]["k"],
+                                               "networks": [w for w in ("synthesis", "arm") if h["p"]["k"][w]]}
     out["bpp"] = 8 * len(data) / (cfg["height"] * cfg["width"])
     return out

@@ -54,8 +54,8 @@ from ._grid_file import (
     decode_grid,
     describe_grid,
     encode_grid,
-    int_code,
     net_code,
+    net_parts,
     store_grid,
 )
 from .registry import Family, register_family
@@ -146,12 +146,9 @@ def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, 
     if net.net_latent_dim is None:
         return qs, qa, None, costs
     best_z, worse = None, 0
-    for qz in range(4, 17):  # the latent's step; the biases keep the direct steps
-        syn, arm = net.integer_layers("synthesis", qs, qz), net.integer_layers("arm", qa, qz)
-        codes = [int_code(net.integer_net_latent(qz)),
-                 int_code(np.concatenate([b >> (gi.ACT_BITS - qs) for _, _, b in syn])),
-                 int_code(np.concatenate([b >> (gi.ACT_BITS - qa) for _, _, b in arm]))]
-        if any(c is None for c in codes) or max(int(np.abs(w).max()) for w, _, _ in syn + arm) >= 1 << 15:
+    for qz in range(4, 17):  # the latent's step; the biases (and a direct ARM) keep the direct steps
+        syn, arm, codes = net_parts(net, qs, qa, qz)
+        if any(c is None for c in codes):
             continue
         nbytes, mse, lbits = sum(len(c[0]) for c in codes), mse_of(syn), latent_bits(arm)
         cost = mse + lam * (8 * nbytes + lbits) / pixels
@@ -175,14 +172,15 @@ class Grid(Family):
     share of the clock at half resolution first, default 0.6), ``finest`` (train and store the
     full-resolution level; default off: in 170-300 s CPU runs at 0.3 bpp it stayed almost empty
     and its rate spike at the switch to full resolution upset the λ control), ``latent_dim`` (an
-    int) or ``net_share`` (a share of the weights in (0, 1]): train the networks' weight matrices
-    as D'OH projections of one latent of that size, seeded by ``seed`` (default off; ``projection``
-    may then be ``"auto"`` or ``"rademacher"``, the ±1 matrices used)."""
+    int) or ``net_share`` (a share of the projected weights in (0, 1]): train the weight matrices
+    of ``net_projected`` (``"synthesis"``, default, or ``"both"``: the ARM's too) as D'OH
+    projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
+    then be ``"auto"`` or ``"rademacher"``, the ±1 matrices used)."""
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
                  lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0, coarse_share: float = 0.6,
-                 finest: bool = False, net_share: float | None = None, **options: Any):
+                 finest: bool = False, net_share: float | None = None, net_projected: str = "synthesis", **options: Any):
         super().__init__(job, model, **options)
         if options:
             raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
@@ -199,9 +197,9 @@ class Grid(Family):
             arm_hidden = small[1] if arm_hidden is None else arm_hidden
         self.config = dict(model.config) if model is not None else {
             "height": h, "width": w, "channels": c, "levels": levels, "hidden": list(hidden), "arm_hidden": arm_hidden}
-        net_dim = self._net_latent_dim(projection, latent_dim, net_share)
+        net_dim = self._net_latent_dim(projection, latent_dim, net_share, net_projected)
         if net_dim is not None and model is None:
-            self.config.update(net_latent_dim=net_dim, net_seed=int(job.seed))
+            self.config.update(net_latent_dim=net_dim, net_seed=int(job.seed), net_projected=net_projected)
         LatentGrid(**{**self.config, "height": 1, "width": 1, "levels": 1})  # checks the options early
         self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
@@ -214,20 +212,23 @@ class Grid(Family):
         self.latent_shrink = 0.0
         self.retries = 0
 
-    def _net_latent_dim(self, projection: Any, latent_dim: Any, net_share: Any) -> int | None:
+    def _net_latent_dim(self, projection: Any, latent_dim: Any, net_share: Any, net_projected: Any) -> int | None:
         """The networks' latent size from the ``latent_dim`` / ``net_share`` options (``None``: off)."""
         if projection not in ("auto", "rademacher"):
             raise error(f"compress: the 'grid' family's projection must be 'auto' or 'rademacher' "
                         f"(its networks' latent has ±1 matrices), got {projection!r}")
         if latent_dim is not None and net_share is not None:
             raise error("compress: give the 'grid' family latent_dim or net_share, not both")
+        if net_projected not in ("synthesis", "both"):
+            raise error(f"compress: the 'grid' family's net_projected must be 'synthesis' or 'both', got {net_projected!r}")
         if net_share is not None:
             if isinstance(net_share, bool) or not isinstance(net_share, (int, float)) or not 0 < net_share <= 1:
                 raise error(f"compress: the 'grid' family's net_share must be a number in (0, 1], got {net_share!r}")
             cfg = self.config
             widths = [cfg["levels"], *cfg["hidden"], cfg["channels"]]
             a, k = cfg["arm_hidden"], len(gi.CONTEXT)
-            weights = sum(x * y for x, y in zip(widths[:-1], widths[1:])) + k * a + a * a + 2 * a
+            weights = sum(x * y for x, y in zip(widths[:-1], widths[1:])) + (
+                k * a + a * a + 2 * a if net_projected == "both" else 0)
             return max(1, round(float(net_share) * weights))
         if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int)
                                        or not 1 <= latent_dim <= 1 << 16):
