@@ -19,6 +19,11 @@ Usage::
 
     python benchmarks/grid_doh_networks.py                       # kodim01, kodim23 crops, 2 λ
     python benchmarks/grid_doh_networks.py --size 128 --steps 300 --images kodim05
+    python benchmarks/grid_doh_networks.py --codec kodim23 --codec-steps 300   # the codec A/B
+
+``--codec IMAGE`` runs the codec instead: ``compress(image, bpp=B, family="grid", steps=N)`` at
+``--codec-bpp`` rates (default 0.3 and 0.1), networks direct vs ``net_share=0.5`` (synthesis
+projected), the whole image, λ under the family's rate control (so the rates differ a little).
 
 ``--data`` defaults to ``../shared/data/kodak`` beside the checkout (``benchmarks/_paths.py``);
 without it, skimage's astronaut and coffee images stand in.
@@ -82,6 +87,23 @@ def run(sig: ImageSignal, lam: float, steps: int, share: float | None, parts: st
             "bpp": bpp, "psnr": -10 * np.log10(mse), "cost": mse + lam * bpp, "train_s": train_s, "costs": costs}
 
 
+def codec_ab(path: Path, rates: list[float], steps: int) -> None:
+    from hyperproj import codec
+
+    sig = ImageSignal.from_file(path)
+    print(f"# codec A/B: {path.stem} {sig.shape[1]}x{sig.shape[0]}, compress(..., family='grid', steps={steps}), "
+          "torch seed 0; bytes and PSNR of the real file")
+    print(f"{'bpp target':>10} {'networks':<22} {'form':<9} {'net B':>6} {'total B':>8} {'bpp':>6} {'PSNR':>6} {'s':>6}")
+    for bpp in rates:
+        for label, kw in (("direct", {}), ("syn 50% (net_share)", {"net_share": 0.5})):
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            res = codec.compress(sig, bpp=bpp, family="grid", steps=steps, progress=False, **kw)
+            r = res.report
+            print(f"{bpp:>10} {label:<22} {r.get('network_form', 'direct'):<9} {r['network_bytes']:>6} "
+                  f"{r['file_bytes']:>8} {r['bpp']:>6.3f} {r['psnr']:>6.2f} {time.perf_counter() - t0:>6.0f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=None, help="Kodak folder (default ../shared/data/kodak)")
@@ -93,8 +115,13 @@ def main() -> None:
     ap.add_argument("--both", type=float, nargs="*", default=[0.5],
                     help="shares at which the ARM is projected too (net_projected='both')")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--codec", default=None, help="run the codec A/B on this Kodak image instead")
+    ap.add_argument("--codec-bpp", type=float, nargs="+", default=[0.3, 0.1])
+    ap.add_argument("--codec-steps", type=int, default=300)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.codec:
+        return codec_ab((a.data if a.data is not None else kodak_dir()) / f"{a.codec}.png", a.codec_bpp, a.codec_steps)
     crops = _crops(a.data if a.data is not None else kodak_dir(), a.images, a.size)
     print(f"# {a.steps} steps, fixed λ, LatentGrid levels={LEVELS} hidden={list(HIDDEN)} arm_hidden={ARM_HIDDEN}, "
           f"torch seed 0, {a.threads} thread(s)")
