@@ -296,3 +296,18 @@ def test_projected_option_errors_name_the_option():
                      ({"latent_dim": 5, "net_share": 0.5}, "net_share"), ({"latent_dim": 5, "net_projected": "x"}, "net_projected")):
         with pytest.raises(HyperprojError, match=word):
             codec.compress(sig, bpp=8.0, family="grid", steps=1, progress=False, **kw)
+
+
+def test_shrink_fallback_keeps_the_projected_form(one_thread):
+    torch.manual_seed(0)
+    sig = astronaut_crop(48)
+    job = codec.job.Job.create(sig, bpp=3.0, steps=60, progress=False)
+    coder = grid_family.Grid(job, levels=4, coarse_share=0.3, latent_dim=64, net_projected="both")
+    net = coder.build()
+    coder.train(net)
+    full = coder.encode(net)
+    qz = coder.q[2]
+    data = coder.coarser(net, len(full) - 20)
+    assert data is not None and len(data) <= len(full) - 20 and coder.latent_shrink > 0
+    assert ("p" in read_container(data)[0]) == (qz is not None)  # the same form as the full file
+    codec.decompress(data)

@@ -51,7 +51,7 @@ from ..entropy import encode as encode_symbols
 from ..format import error
 from .registry import write_file
 
-__all__ = ["encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "net_code", "int_code", "net_parts", "store_grid"]
+__all__ = ["encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "net_code", "int_code", "net_parts", "container_bytes", "store_grid"]
 
 GRID_VERSION = 1
 """The grid family's own layout version (header ``v``)."""
@@ -156,7 +156,16 @@ def store_grid(net: LatentGrid, q_syn: int, q_arm: int, latents: list[np.ndarray
     syn, arm, (sc, ar, zc) = net_parts(net, q_syn, q_arm, qz)
     if sc is None or ar is None or zc is None:
         raise error("grid: a network weight is too large for its step; use a coarser step (smaller q)")
-    cfg = net.config
+    header, sections = _header(net, q_syn, q_arm, qz, alphabets, (sc, ar, zc))
+    for k, (q, a) in enumerate(zip(lat, alphabets)):
+        if a:
+            sections[f"l{k}"] = ac.encode_level(q, a, arm)
+    return header, sections
+
+
+def _header(net: LatentGrid, q_syn: int, q_arm: int, qz: int | None, alphabets: list[int],
+            codes: Any) -> tuple[dict[str, Any], dict[str, bytes]]:
+    (sc, ar, zc), cfg = codes, net.config
     header = {"c": [cfg["levels"], cfg["hidden"], cfg["arm_hidden"]], "v": GRID_VERSION, "A": alphabets,
               "qs": q_syn, "qa": q_arm, "ns": sc[1], "na": ar[1],
               "x": {"i": [cfg["height"], cfg["width"], cfg["channels"]]}}
@@ -165,10 +174,21 @@ def store_grid(net: LatentGrid, q_syn: int, q_arm: int, latents: list[np.ndarray
         header["p"] = {"d": net.net_latent_dim, "s": net.net_seed, "g": rng.GENERATOR_VERSION, "qz": qz,
                        "nz": zc[1], "k": [net.net_shifts["synthesis"], net.net_shifts["arm"]]}
         sections["z"] = zc[0]
-    for k, (q, a) in enumerate(zip(lat, alphabets)):
-        if a:
-            sections[f"l{k}"] = ac.encode_level(q, a, arm)
     return header, sections
+
+
+def container_bytes(net: LatentGrid, q_syn: int, q_arm: int, qz: int | None, codes: Any) -> int:
+    """The bytes of a file of ``net`` with these network steps and codes (``net_parts``) but no
+    latent sections: what the networks and the header take, so that two forms compare whole.
+
+    Examples:
+        >>> from hyperproj.inr import LatentGrid
+        >>> net = LatentGrid(4, 4, levels=2, hidden=(4,), arm_hidden=4)
+        >>> container_bytes(net, 8, 8, None, net_parts(net, 8, 8, None)[2]) == len(encode_grid(net, 8, 8))
+        True
+    """
+    header, sections = _header(net, q_syn, q_arm, qz, [0] * len(net.sizes), codes)
+    return len(write_file("grid", header, sections, 2))
 
 
 def net_parts(net: LatentGrid, q_syn: int, q_arm: int, qz: int | None) -> tuple[list, list, list]:

@@ -51,6 +51,7 @@ from .. import _arm_coding as ac
 from ..format import error, read_container
 from ._grid_file import (
     GRID_VERSION,
+    container_bytes,
     decode_grid,
     describe_grid,
     encode_grid,
@@ -100,8 +101,9 @@ def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, 
     ``(qs, qa, qz, costs)``. Directly stored weights: the synthesis step by MSE + ``lam``·bits per
     pixel, the ARM's by latent + ARM bits (``qz`` is ``None``). For a model with projected
     networks (``net_latent_dim``) also the latent at steps ``2**-qz`` with the biases at ``qs``/``qa``,
-    kept when its MSE + ``lam``·bits is lower; ``costs`` holds each form's (``"direct"``,
-    ``"projected"``: MSE, network bytes, latent bits, cost).
+    kept when its MSE + ``lam``·bits is lower — the bits of the whole file, header included (the
+    projected form adds a header field and a section); ``costs`` holds each form's (``"direct"``,
+    ``"projected"``: MSE, network bytes, latent bits, cost, bytes of the file less the latents).
 
     Examples:
         >>> net = LatentGrid(8, 8, levels=2, hidden=(4,), arm_hidden=4, net_latent_dim=16)
@@ -145,15 +147,20 @@ def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, 
                         "cost": best_s[0] + lam * best_a[0] / pixels}}
     if net.net_latent_dim is None:
         return qs, qa, None, costs
+    # the forms' files differ in the header too (field p, section z): count the whole container
+    direct_bytes = container_bytes(net, qs, qa, None, net_parts(net, qs, qa, None)[2])
+    costs["direct"]["file_bytes_less_latents"] = direct_bytes
     best_z, worse = None, 0
     for qz in range(4, 17):  # the latent's step; the biases (and a direct ARM) keep the direct steps
         syn, arm, codes = net_parts(net, qs, qa, qz)
         if any(c is None for c in codes):
             continue
         nbytes, mse, lbits = sum(len(c[0]) for c in codes), mse_of(syn), latent_bits(arm)
-        cost = mse + lam * (8 * nbytes + lbits) / pixels
+        extra = container_bytes(net, qs, qa, qz, codes) - direct_bytes  # header and networks vs direct's
+        cost = costs["direct"]["cost"] - best_s[2] - lam * best_a[2] / pixels + mse + lam * (8 * extra + lbits) / pixels
         if best_z is None or cost < best_z[0]:
-            best_z, worse = (cost, qz, {"mse": mse, "network_bytes": nbytes, "latent_bits": lbits, "cost": cost}), 0
+            best_z, worse = (cost, qz, {"mse": mse, "network_bytes": nbytes, "latent_bits": lbits, "cost": cost,
+                                        "file_bytes_less_latents": direct_bytes + extra}), 0
         else:
             worse += 1
             if worse >= 2:  # past the best step: finer steps only add bits
