@@ -93,7 +93,8 @@ def codec_ab(path: Path, rates: list[float], steps: int) -> None:
     sig = ImageSignal.from_file(path)
     print(f"# codec A/B: {path.stem} {sig.shape[1]}x{sig.shape[0]}, compress(..., family='grid', steps={steps}), "
           "torch seed 0; bytes and PSNR of the real file")
-    print(f"{'bpp target':>10} {'networks':<22} {'form':<9} {'net B':>6} {'total B':>8} {'bpp':>6} {'PSNR':>6} {'s':>6}")
+    print(f"{'bpp target':>10} {'networks':<22} {'form':<9} {'net B':>6} {'total B':>8} {'bpp':>6} {'PSNR':>6} "
+          f"{'final λ':>8} {'shrink':>6} {'s':>6}")
     for bpp in rates:
         for label, kw in (("direct", {}), ("syn 50% (net_share)", {"net_share": 0.5})):
             torch.manual_seed(0)
@@ -101,7 +102,8 @@ def codec_ab(path: Path, rates: list[float], steps: int) -> None:
             res = codec.compress(sig, bpp=bpp, family="grid", steps=steps, progress=False, **kw)
             r = res.report
             print(f"{bpp:>10} {label:<22} {r.get('network_form', 'direct'):<9} {r['network_bytes']:>6} "
-                  f"{r['file_bytes']:>8} {r['bpp']:>6.3f} {r['psnr']:>6.2f} {time.perf_counter() - t0:>6.0f}", flush=True)
+                  f"{r['file_bytes']:>8} {r['bpp']:>6.3f} {r['psnr']:>6.2f} {r['lam']:>8.2e} {r['latent_shrink']:>6.2f} "
+                  f"{time.perf_counter() - t0:>6.0f}", flush=True)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ Header fields: ``c`` (``[levels, hidden widths, ARM width]``), ``v`` (grid forma
 |latent|, 0 = all zero and no stream), ``qs``/``qa`` (network steps ``2**-q``), ``ns``/``na``
 (network alphabets), ``x`` (signal metadata: ``{"i": [H, W, C]}``), optional ``p`` (projected
 networks: ``{"d": latent size, "s": seed, "g": generator version, "qz": latent step, "nz": latent
-alphabet, "k": [[synthesis shifts], [ARM shifts]]}``). Sections: ``s`` (synthesis), ``a`` (ARM),
+alphabet, "k": [[synthesis shifts], [ARM shifts]]}``, an empty list: that network stored directly). Sections: ``s`` (synthesis), ``a`` (ARM),
 ``z`` (the networks' latent, with ``p`` only), ``l0``… (latent levels, finest first).
 
 The training and the choices (budget, steps, latent shrink) are the family's,
