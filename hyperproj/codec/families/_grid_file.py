@@ -59,7 +59,7 @@ GRID_VERSION = 1
 _MAX_PIXELS = 1 << 26
 _MAX_ALPHABET = 1 << 12
 _MAX_WEIGHT = 1 << 15  # |integer weight| bound, direct or realised (the coder's alphabet 2**16 after zigzag)
-_MAX_SIGNS = 1 << 26  # the most ±1 entries a projected file may ask the decoder to generate
+_MAX_SIGNS = 1 << 24  # the most ±1 entries a projected file may ask the decoder to generate
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
