@@ -197,3 +197,130 @@ def test_an_over_budget_file_is_shrunk_without_retraining(one_thread):
     assert shrunk["latent_shrink"] == r["latent_shrink"] > 0
     assert r["steps"] == 40
 
+
+
+# ---------------------------------------------------------------- projected (D'OH) networks
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from hyperproj.inr import LatentGrid  # noqa: E402
+from hyperproj.inr import _grid_int as gi  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def projected_result():
+    torch.manual_seed(0)
+    sig = astronaut_crop(48)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # encoded with 2 threads; decoded below with 1 in fresh processes
+    try:
+        res = codec.compress(sig, bpp=3.0, family="grid", steps=150, progress=False, levels=4, coarse_share=0.3,
+                             latent_dim=64, net_projected="both", seed=7)
+    finally:
+        torch.set_num_threads(threads)
+    return sig, res
+
+
+def test_projected_networks_file_decodes_bit_exactly_everywhere(projected_result, tmp_path):
+    sig, res = projected_result
+    rep = codec.info(res.data)
+    assert rep["network_form"] == res.report["network_form"] == "projected"
+    assert rep["header"]["projected_networks"]["latent_dim"] == 64 and rep["header"]["projected_networks"]["seed"] == 7
+    assert rep["network_bytes"] == rep["synthesis_bytes"] + rep["arm_bytes"] + rep["net_latent_bytes"]
+    assert rep["header_bytes"] + rep["latent_bytes"] + rep["network_bytes"] == rep["bytes"]
+    assert abs(sig.evaluate(codec.decompress(res.data))["psnr"] - res.report["psnr"]) < 1e-9
+    path = res.save(tmp_path / "p.hpz")
+    want = hashlib.sha256(res.model.decoded_pixels.tobytes()).hexdigest()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    for mode in ("plain", "odd"):
+        done = subprocess.run([sys.executable, "-c", _DECODE, str(path), "1", mode], capture_output=True,
+                              text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == want
+
+
+def test_damaged_projected_file_is_refused_before_any_pixel(projected_result, monkeypatch):
+    _, res = projected_result
+    header, sections = read_container(res.data)
+    calls = []
+    monkeypatch.setattr(grid_family.gi, "synthesize", lambda *a: calls.append(1))
+    bad_headers = [{**header, "p": {**header["p"], "g": 99}}, {**header, "p": {**header["p"], "k": [[1], [1]]}},
+                   {**header, "p": {**header["p"], "d": 1 << 20}}, {**header, "p": [1, 2]},
+                   {**header, "p": {**header["p"], "k": [[], []]}}]
+    for h in bad_headers:
+        with pytest.raises(HyperprojError, match="grid file header field .*'p'"):
+            codec.decompress(write_container(h, sections, version=2))
+    for bad in ({**sections, "z": sections["z"][:-2]}, {k: v for k, v in sections.items() if k != "z"}):
+        with pytest.raises(HyperprojError):
+            codec.decompress(write_container(header, bad, version=2))
+    no_p = {k: v for k, v in header.items() if k != "p"}  # read as a direct file: the sections do not match
+    with pytest.raises(HyperprojError):
+        codec.decompress(write_container(no_p, sections, version=2))
+    assert calls == []
+
+
+def test_the_file_form_is_the_cheaper_one(projected_result):
+    sig, res = projected_result
+    net = res.model
+    torch.manual_seed(0)
+    trained = LatentGrid(48, 48, levels=4, hidden=[8], arm_hidden=4, net_latent_dim=40, net_seed=1, net_projected="both")
+    from hyperproj.inr import fit_grid
+
+    fit_grid(trained, sig, steps=60, lam=2e-3)
+    target = np.round(sig.image.numpy() * 255.0)
+    for lam in (1e-4, 2e-3, 0.5):
+        qs, qa, qz, costs = grid_family.choose_steps(trained, target, lam)
+        d, p = costs["direct"], costs["projected"]
+        assert (qz is not None) == (p["cost"] < d["cost"])
+        # the costs are those of the real files: bytes of the networks as stored
+        for form, z in (("direct", None), ("projected", p["qz"])):
+            data = grid_family.encode_grid(trained, qs, qa, qz=z)
+            assert codec.info(data)["network_bytes"] == costs[form]["network_bytes"]
+    assert net.decoded_pixels.shape == (48, 48, 3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10**6), st.integers(3, 10), st.integers(3, 10), st.integers(1, 3), st.integers(2, 6),
+       st.integers(2, 5), st.integers(1, 60), st.integers(4, 14), st.integers(5, 11), st.integers(4, 11),
+       st.sampled_from(["synthesis", "both"]))
+def test_projected_form_round_trips(seed, h, w, levels, hidden, arm_hidden, dim, qz, qs, qa, parts):
+    torch.manual_seed(seed)
+    net = LatentGrid(h, w, levels=levels, hidden=(hidden,), arm_hidden=arm_hidden, net_latent_dim=dim,
+                     net_seed=seed % 1000, net_projected=parts)
+    g = np.random.default_rng(seed)
+    with torch.no_grad():
+        for p in net.latents:
+            p.copy_(torch.as_tensor(g.integers(-3, 4, size=tuple(p.shape)), dtype=torch.float32))
+    data = grid_family.encode_grid(net, qs, qa, qz=qz)
+    dec = codec.decompress(data)
+    syn, arm = net.integer_layers("synthesis", qs, qz), net.integer_layers("arm", qa, qz)
+    assert np.array_equal(dec.decoded_pixels, gi.synthesize(net.integer_latents(), syn))
+    for layers, mods in ((syn, dec.synthesis), (arm, dec.arm)):  # the decoder holds the same integers
+        for (wi, q, b), m in zip(layers, mods):
+            assert np.array_equal(wi, (m.weight.detach().double().numpy() * 2**q).round().astype(np.int64))
+            assert np.array_equal(b, (m.bias.detach().double().numpy() * 2**q).round().astype(np.int64))
+    assert all(np.array_equal(a.detach().numpy(), b) for a, b in zip(dec.latents, net.integer_latents()))
+
+
+def test_projected_option_errors_name_the_option():
+    sig = ImageSignal(torch.rand(16, 16, 3))
+    for kw, word in (({"net_share": 1.5}, "net_share"), ({"latent_dim": 0}, "latent_dim"),
+                     ({"projection": "orthogonal"}, "projection"), ({"projection": "rademacher"}, "latent_dim"),
+                     ({"latent_dim": 5, "net_share": 0.5}, "net_share"), ({"latent_dim": 5, "net_projected": "x"}, "net_projected")):
+        with pytest.raises(HyperprojError, match=word):
+            codec.compress(sig, bpp=8.0, family="grid", steps=1, progress=False, **kw)
+
+
+def test_shrink_fallback_keeps_the_projected_form(one_thread):
+    torch.manual_seed(0)
+    sig = astronaut_crop(48)
+    job = codec.job.Job.create(sig, bpp=3.0, steps=60, progress=False)
+    coder = grid_family.Grid(job, levels=4, coarse_share=0.3, latent_dim=64, net_projected="both")
+    net = coder.build()
+    coder.train(net)
+    full = coder.encode(net)
+    qz = coder.q[2]
+    data = coder.coarser(net, len(full) - 20)
+    assert data is not None and len(data) <= len(full) - 20 and coder.latent_shrink > 0
+    assert ("p" in read_container(data)[0]) == (qz is not None)  # the same form as the full file
+    codec.decompress(data)

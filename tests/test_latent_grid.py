@@ -268,3 +268,70 @@ def test_mlp_and_arm_match_the_int64_reference(seed, n, width, depth, xbits, wbi
     syn = [(rng.integers(-(1 << wbits), (1 << wbits) + 1, size=(o, i)), q,
             rng.integers(-(1 << wbits), (1 << wbits) + 1, size=o)) for i, o in zip([2, 6], [6, 3])]
     assert np.array_equal(gi.synthesize(lat, syn), reference_synthesize(lat, syn))
+
+
+# ---------------------------------------------------------------- projected (D'OH) networks
+def test_projected_networks_keep_the_plain_init_and_train():
+    from hyperproj.inr.latent_grid import projected_weights
+
+    torch.manual_seed(0)
+    plain = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12)
+    torch.manual_seed(0)
+    net = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12, net_latent_dim=300, net_seed=3,
+                     net_projected="both")
+    torch.manual_seed(0)
+    syn_only = LatentGrid(16, 16, levels=3, hidden=(16, 16), arm_hidden=12, net_latent_dim=300, net_seed=3)
+    assert [n for n, _ in syn_only.named_parameters() if n.endswith("weight")] == [f"arm.{i}.weight" for i in range(3)]
+    assert syn_only.net_shifts["arm"] == [] and len(syn_only.net_shifts["synthesis"]) == 3
+    assert torch.equal(syn_only.arm[0].weight, plain.arm[0].weight)
+    # the option off changes nothing: same parameters, same names
+    assert [n for n, _ in plain.named_parameters()] == ["latents.0", "latents.1", "latents.2", *[
+        f"{w}.{i}.{p}" for w, k in (("synthesis", 3), ("arm", 3)) for i in range(k) for p in ("weight", "bias")]]
+    assert "net_latent_dim" not in plain.config
+    # projected: z and the biases are the parameters; the weights have the plain init's spread
+    names = [n for n, _ in net.named_parameters()]
+    assert names[0] == "net_z" and not any(n.endswith("weight") for n in names)
+    for a, b in zip([*plain.synthesis, *plain.arm], [*net.synthesis, *net.arm]):
+        assert torch.equal(a.bias, b.bias)
+        assert 0.5 < float(b.weight.detach().std() / a.weight.detach().std()) < 2.0
+    hist = fit_grid(net, ImageSignal(torch.rand(16, 16, 3)), steps=40, lam=1e-3)
+    assert hist["loss"][-1] < hist["loss"][0]
+    # the integer rule: R z_int at 2**-qz scaled by 2**-k, rounded to 2**-ACT_BITS
+    for qz in (4, 9, 15):
+        layers = net.integer_layers("synthesis", 8, qz)
+        z = net.integer_net_latent(qz)
+        for (w, q, b), m, k in zip(layers, net.synthesis, net.net_shifts["synthesis"]):
+            assert q == gi.ACT_BITS and np.all(b % (1 << (gi.ACT_BITS - 8)) == 0)
+            exact = (m.signs.double().numpy() @ z).reshape(w.shape) * 2.0 ** (gi.ACT_BITS - k - qz)
+            assert np.all(np.abs(w - exact) <= 0.5)
+    assert np.array_equal(projected_weights(z, 15, 3, "synthesis", [(16, 3)], net.net_shifts["synthesis"][:1])[0],
+                          net.integer_layers("synthesis", 8, 15)[0][0])
+
+
+@pytest.mark.parametrize("kwargs, word", [({"net_latent_dim": 0}, "net_latent_dim"), ({"net_latent_dim": 2.5}, "net_latent_dim"),
+                                          ({"net_latent_dim": 4, "net_seed": -1}, "net_seed"),
+                                          ({"net_latent_dim": 4, "net_projected": "arm"}, "net_projected")])
+def test_bad_projection_option_names_it(kwargs, word):
+    with pytest.raises(HyperprojError, match=word):
+        LatentGrid(4, 4, levels=2, **kwargs)
+
+
+def test_projected_model_refuses_direct_weight_loading():
+    net = LatentGrid(2, 2, levels=1, hidden=(2,), arm_hidden=2, net_latent_dim=3)
+    with pytest.raises(HyperprojError, match="projected"):
+        net.load_integer([np.zeros((2, 2), np.int64)], [], [])
+    with pytest.raises(HyperprojError, match="net_latent_dim"):
+        LatentGrid(2, 2, levels=1).integer_net_latent(8)
+
+
+def test_revive_dead_units_with_projected_weights_moves_only_the_bias():
+    net = LatentGrid(4, 4, levels=2, hidden=(3,), net_latent_dim=10)
+    with torch.no_grad():
+        net.synthesis[0].bias.fill_(-1.0)  # every unit dead on zero features
+    feats = torch.zeros(16, 2)
+    before, z = net.synthesize(feats), net.net_z.detach().clone()
+    assert net.revive_dead_units(feats, margin=1e-2) == 3
+    assert torch.equal(net.net_z, z)  # the latent (so every weight) is untouched
+    assert torch.allclose(net.synthesis[0].bias, torch.full((3,), 1e-2))
+    bound = 1e-2 * float(net.synthesis[1].weight.abs().sum(1).max())
+    assert float((net.synthesize(feats) - before).abs().max()) <= bound + 1e-6

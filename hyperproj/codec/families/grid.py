@@ -12,6 +12,10 @@
   probabilities (:mod:`hyperproj.codec._arm_coding`); the synthesis and the ARM as integers at a
   power-of-two step chosen per file (the step that minimises MSE + λ·bits for the synthesis, the
   latent + ARM bits for the ARM), entropy coded with :func:`hyperproj.codec.entropy.encode`.
+* **Projected networks** (``latent_dim`` or ``net_share``; off by default): the networks' weight
+  matrices trained as D'OH projections of one latent (:class:`~hyperproj.inr.LatentGrid`'s
+  ``net_latent_dim``, seeded by ``seed``); per file the latent + biases or the realised weights
+  directly, whichever gives the lower MSE + λ·bits (:func:`choose_steps`).
 * **Bit-exact decoding.** Integer latents, integer ARM, IEEE-exact CDF, integer synthesis and
   upsampling (:mod:`hyperproj.inr._grid_int`): the same pixels on every machine and thread count.
 * **Over budget.** The latents shrunk towards zero (each by at most ``s``), the smallest ``s``
@@ -45,11 +49,20 @@ from ...inr.latent_grid import LatentGrid, fit_grid
 from ...inr.signals import ImageSignal
 from .. import _arm_coding as ac
 from ..format import error, read_container
-from ._grid_file import GRID_VERSION, decode_grid, describe_grid, encode_grid, net_code, store_grid
+from ._grid_file import (
+    GRID_VERSION,
+    container_bytes,
+    decode_grid,
+    describe_grid,
+    encode_grid,
+    net_code,
+    net_parts,
+    store_grid,
+)
 from .registry import Family, register_family
 
-__all__ = ["Grid", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS", "shrink_latents",
-           "initial_lam"]
+__all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS",
+           "shrink_latents", "initial_lam"]
 
 LAM_AT_03_BPP, LAM_LOW_RATE_POWER = 2e-3, 3.0
 """The first λ for a target rate: ``LAM_AT_03_BPP · 0.3 / bpp`` from 0.3 bpp up, and
@@ -103,6 +116,81 @@ def shrink_latents(latents: list[np.ndarray], s: float) -> list[np.ndarray]:
     return [(np.sign(y) * np.floor(np.maximum(np.abs(y) - s + 0.5, 0.0))).astype(np.int64) for y in latents]
 
 
+def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, int, int | None, dict[str, Any]]:
+    """The network steps and form of ``net``'s file for the uint8-scale image ``target`` ``(H, W, C)``:
+    ``(qs, qa, qz, costs)``. Directly stored weights: the synthesis step by MSE + ``lam``·bits per
+    pixel, the ARM's by latent + ARM bits (``qz`` is ``None``). For a model with projected
+    networks (``net_latent_dim``) also the latent at steps ``2**-qz`` with the biases at ``qs``/``qa``,
+    kept when its MSE + ``lam``·bits is lower — the bits of the whole file, header included (the
+    projected form adds a header field and a section); ``costs`` holds each form's (``"direct"``,
+    ``"projected"``: MSE, network bytes, latent bits, cost, bytes of the file less the latents).
+
+    Examples:
+        >>> net = LatentGrid(8, 8, levels=2, hidden=(4,), arm_hidden=4, net_latent_dim=16)
+        >>> qs, qa, qz, costs = choose_steps(net, np.full((8, 8, 3), 128.0), 1e-3)
+        >>> sorted(costs)
+        ['direct', 'projected']
+    """
+    lat = net.integer_latents()
+    alph = [int(np.abs(q).max()) for q in lat]
+    pixels = target.shape[0] * target.shape[1]
+
+    def mse_of(layers: list) -> float:
+        pix = gi.synthesize(lat, layers)
+        return float(np.mean((pix.astype(np.float64) - target) ** 2)) / 255.0**2
+
+    def latent_bits(layers: list) -> float:
+        return sum(ac.level_bits(q, a, layers) for q, a in zip(lat, alph))
+
+    best_s = None
+    for qs in range(5, 12):
+        code = net_code(net.integer_layers("synthesis", qs))
+        if code is None:
+            continue
+        mse = mse_of(net.integer_layers("synthesis", qs))
+        cost = mse + lam * 8 * len(code[0]) / pixels
+        if best_s is None or cost < best_s[0]:
+            best_s = (cost, qs, mse, len(code[0]))
+    best_a = None
+    for qa in range(4, 12):
+        layers = net.integer_layers("arm", qa)
+        code = net_code(layers)
+        if code is None:
+            continue
+        lbits = latent_bits(layers)
+        if best_a is None or 8 * len(code[0]) + lbits < best_a[0]:
+            best_a = (8 * len(code[0]) + lbits, qa, lbits, len(code[0]))
+    if best_s is None or best_a is None:
+        raise error("grid: no network step codes the trained weights")
+    qs, qa = best_s[1], best_a[1]
+    costs = {"direct": {"mse": best_s[2], "network_bytes": best_s[3] + best_a[3], "latent_bits": best_a[2],
+                        "cost": best_s[0] + lam * best_a[0] / pixels}}
+    if net.net_latent_dim is None:
+        return qs, qa, None, costs
+    # the forms' files differ in the header too (field p, section z): count the whole container
+    direct_bytes = container_bytes(net, qs, qa, None, net_parts(net, qs, qa, None)[2])
+    costs["direct"]["file_bytes_less_latents"] = direct_bytes
+    best_z, worse = None, 0
+    for qz in range(4, 17):  # the latent's step; the biases (and a direct ARM) keep the direct steps
+        syn, arm, codes = net_parts(net, qs, qa, qz)
+        if any(c is None for c in codes):
+            continue
+        nbytes, mse, lbits = sum(len(c[0]) for c in codes), mse_of(syn), latent_bits(arm)
+        extra = container_bytes(net, qs, qa, qz, codes) - direct_bytes  # header and networks vs direct's
+        cost = costs["direct"]["cost"] - best_s[2] - lam * best_a[2] / pixels + mse + lam * (8 * extra + lbits) / pixels
+        if best_z is None or cost < best_z[0]:
+            best_z, worse = (cost, qz, {"mse": mse, "network_bytes": nbytes, "latent_bits": lbits, "cost": cost,
+                                        "file_bytes_less_latents": direct_bytes + extra}), 0
+        else:
+            worse += 1
+            if worse >= 2:  # past the best step: finer steps only add bits
+                break
+    if best_z is None:
+        return qs, qa, None, costs
+    costs["projected"] = {**best_z[2], "qz": best_z[1]}
+    return qs, qa, (best_z[1] if best_z[0] < costs["direct"]["cost"] else None), costs
+
+
 @register_family("grid")
 class Grid(Family):
     """The latent-grid family (see the module docstring). Options: ``levels``, ``hidden``,
@@ -110,13 +198,17 @@ class Grid(Family):
     ``latent_lr_scale`` (the latents' rate over the networks', default 10), ``coarse_share`` (the
     share of the clock at half resolution first, default 0.6), ``finest`` (train and store the
     full-resolution level; default off: in 170-300 s CPU runs at 0.3 bpp it stayed almost empty
-    and its rate spike at the switch to full resolution upset the λ control. Without it the file
-    tops out near 0.7 bpp on kodim01, 0.95 on a 256-px photo; see docs/latent_grid.md, "High rates")."""
+    and its rate spike at the switch to full resolution upset the λ control; without it the file
+    tops out near 0.7 bpp on kodim01, 0.95 on a 256-px photo: docs/latent_grid.md, "High rates"), ``latent_dim`` (an
+    int) or ``net_share`` (a share of the projected weights in (0, 1]): train the weight matrices
+    of ``net_projected`` (``"synthesis"``, default, or ``"both"``: the ARM's too) as D'OH
+    projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
+    then be ``"auto"`` or ``"rademacher"``, the ±1 matrices used)."""
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
                  lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0, coarse_share: float = 0.6,
-                 finest: bool = False, **options: Any):
+                 finest: bool = False, net_share: float | None = None, net_projected: str = "synthesis", **options: Any):
         super().__init__(job, model, **options)
         if options:
             raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
@@ -133,15 +225,45 @@ class Grid(Family):
             arm_hidden = small[1] if arm_hidden is None else arm_hidden
         self.config = dict(model.config) if model is not None else {
             "height": h, "width": w, "channels": c, "levels": levels, "hidden": list(hidden), "arm_hidden": arm_hidden}
+        net_dim = self._net_latent_dim(projection, latent_dim, net_share, net_projected)
+        if net_dim is not None and model is None:
+            self.config.update(net_latent_dim=net_dim, net_seed=int(job.seed), net_projected=net_projected)
         LatentGrid(**{**self.config, "height": 1, "width": 1, "levels": 1})  # checks the options early
         self.lam = float(lam) if lam is not None else initial_lam(8 * job.budget / max(job.samples, 1))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
         self.latent_lr_scale = float(latent_lr_scale)
         self.coarse_share = float(coarse_share)
         self.freeze_finest = not finest and levels > 1
-        self.q: tuple[int, int] | None = None
+        self.q: tuple[int, int, int | None] | None = None
+        self.net_costs: dict[str, Any] = {}
         self.latent_shrink = 0.0
         self.as_is = False
+
+    def _net_latent_dim(self, projection: Any, latent_dim: Any, net_share: Any, net_projected: Any) -> int | None:
+        """The networks' latent size from the ``latent_dim`` / ``net_share`` options (``None``: off)."""
+        if projection not in ("auto", "rademacher"):
+            raise error(f"compress: the 'grid' family's projection must be 'auto' or 'rademacher' "
+                        f"(its networks' latent has ±1 matrices), got {projection!r}")
+        if latent_dim is not None and net_share is not None:
+            raise error("compress: give the 'grid' family latent_dim or net_share, not both")
+        if net_projected not in ("synthesis", "both"):
+            raise error(f"compress: the 'grid' family's net_projected must be 'synthesis' or 'both', got {net_projected!r}")
+        if net_share is not None:
+            if isinstance(net_share, bool) or not isinstance(net_share, (int, float)) or not 0 < net_share <= 1:
+                raise error(f"compress: the 'grid' family's net_share must be a number in (0, 1], got {net_share!r}")
+            cfg = self.config
+            widths = [cfg["levels"], *cfg["hidden"], cfg["channels"]]
+            a, k = cfg["arm_hidden"], len(gi.CONTEXT)
+            weights = sum(x * y for x, y in zip(widths[:-1], widths[1:])) + (
+                k * a + a * a + 2 * a if net_projected == "both" else 0)
+            return max(1, round(float(net_share) * weights))
+        if latent_dim is not None and (isinstance(latent_dim, bool) or not isinstance(latent_dim, int)
+                                       or not 1 <= latent_dim <= 1 << 16):
+            raise error(f"compress: the 'grid' family's latent_dim (its networks' latent size) must be an int "
+                        f"in [1, 65536], got {latent_dim!r}")
+        if projection == "rademacher" and latent_dim is None:
+            raise error("compress: the 'grid' family's projection='rademacher' needs latent_dim or net_share")
+        return latent_dim
 
     # ------------------------------------------------------------------ compress
     def build(self, previous: nn.Module | None = None) -> LatentGrid:
@@ -149,7 +271,7 @@ class Grid(Family):
 
     def _reserve(self) -> float:
         """Seconds kept for choosing steps, encoding, decoding and evaluating (measured, 1 thread)."""
-        return 3.0 + 5.0e-5 * self.job.samples
+        return (3.0 + 5.0e-5 * self.job.samples) * (2 if self.config.get("net_latent_dim") else 1)
 
     def train(self, net: LatentGrid) -> None:
         job = self.job
@@ -169,45 +291,21 @@ class Grid(Family):
         job.training.steps += hist["steps"]
         self.q = None
 
-    def _choose_steps(self, net: LatentGrid) -> tuple[int, int]:
-        """The network steps for this file: synthesis by MSE + λ·bits, ARM by latent + ARM bits."""
-        if self.q is not None:
-            return self.q
-        lat = net.integer_latents()
-        alph = [int(np.abs(q).max()) for q in lat]
-        target = np.round(self.job.signal.image.numpy() * 255.0)
-        pixels = self.job.samples
-        best_s = None
-        for qs in range(5, 12):
-            code = net_code(net.integer_layers("synthesis", qs))
-            if code is None:
-                continue
-            pix = gi.synthesize(lat, net.integer_layers("synthesis", qs))
-            mse = float(np.mean((pix.astype(np.float64) - target) ** 2)) / 255.0**2
-            cost = mse + self.lam * 8 * len(code[0]) / pixels
-            if best_s is None or cost < best_s[0]:
-                best_s = (cost, qs)
-        best_a = None
-        for qa in range(4, 12):
-            layers = net.integer_layers("arm", qa)
-            code = net_code(layers)
-            if code is None:
-                continue
-            bits = 8 * len(code[0]) + sum(ac.level_bits(q, a, layers) for q, a in zip(lat, alph))
-            if best_a is None or bits < best_a[0]:
-                best_a = (bits, qa)
-        if best_s is None or best_a is None:
-            raise error("grid: no network step codes the trained weights")
-        self.q = (best_s[1], best_a[1])
+    def _choose_steps(self, net: LatentGrid) -> tuple[int, int, int | None]:
+        """The network steps and form for this file (:func:`choose_steps` at the current λ)."""
+        if self.q is None:
+            target = np.round(self.job.signal.image.numpy() * 255.0)
+            qs, qa, qz, self.net_costs = choose_steps(net, target, self.lam)
+            self.q = (qs, qa, qz)
         return self.q
 
     def store(self, net: LatentGrid) -> tuple[dict[str, Any], dict[str, bytes], int]:
-        qs, qa = self._choose_steps(net)
-        header, sections = store_grid(net, qs, qa, None)
+        qs, qa, qz = self._choose_steps(net)
+        header, sections = store_grid(net, qs, qa, None, qz)
         return header, sections, 2
 
     def attempt(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
-        return {"bytes": len(data), "lam": self.lam, "steps": self.q}
+        return {"bytes": len(data), "lam": self.lam, "steps": self.q[:2] if self.q else None}
 
     def coarser(self, net: LatentGrid, budget: int) -> bytes | None:
         """The trained latents shrunk towards zero until the file fits ``budget`` (``None``: not
@@ -217,12 +315,12 @@ class Grid(Family):
         still predicts them. (A dead zone, the fallback before, is not monotone: zeroing the latents
         under 1.25 made a kodim17 file 13 % larger, under 2 smaller, and its bisection from a file 1 %
         over budget ended at a threshold near 2 and 20 dB instead of 30.)"""
-        qs, qa = self._choose_steps(net)
+        qs, qa, qz = self._choose_steps(net)
         ys = [y.detach().numpy().astype(np.float64) for y in net.latents]
         top = max(float(np.abs(y).max()) for y in ys) + 1.0
         best = None
         for s in (*[v for v in LATENT_SHRINKS if v < top], top):  # top: every latent zero
-            data = encode_grid(net, qs, qa, latents=shrink_latents(ys, s))
+            data = encode_grid(net, qs, qa, latents=shrink_latents(ys, s), qz=qz)
             if len(data) <= budget:
                 best = (s, data)
                 break
@@ -250,9 +348,12 @@ class Grid(Family):
 
     def report(self, net: LatentGrid, data: bytes) -> dict[str, Any]:
         info = describe_grid(*read_container(data), data)
-        return {"lam": self.lam, "latent_bytes": info["latent_bytes"], "network_bytes": info["network_bytes"],
-                "header_bytes": info["header_bytes"], "latent_bytes_by_level": info["latent_bytes_by_level"],
-                "network_steps": list(self._choose_steps(net)), "latent_shrink": self.latent_shrink}
+        out = {"lam": self.lam, "latent_bytes": info["latent_bytes"], "network_bytes": info["network_bytes"],
+               "header_bytes": info["header_bytes"], "latent_bytes_by_level": info["latent_bytes_by_level"],
+               "network_steps": list(self._choose_steps(net)[:2]), "latent_shrink": self.latent_shrink}
+        if net.net_latent_dim is not None:  # which form was stored, and what each would cost
+            out.update(network_form=info.get("network_form", "direct"), network_form_costs=self.net_costs)
+        return out
 
     # ------------------------------------------------------------------ decompress / info
     @classmethod
