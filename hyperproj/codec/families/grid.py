@@ -62,26 +62,7 @@ from ._grid_file import (
 from .registry import Family, register_family
 
 __all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS",
-           "shrink_latents", "initial_lam"]
-
-LAM_AT_03_BPP, LAM_LOW_RATE_POWER = 2e-3, 3.0
-"""The first λ for a target rate: ``LAM_AT_03_BPP · 0.3 / bpp`` from 0.3 bpp up, and
-``LAM_AT_03_BPP · (0.3 / bpp) ** LAM_LOW_RATE_POWER`` below; the controller moves it from there. In
-400-step runs on kodim01 and kodim23 at 0.1 bpp the controller, started from ``2e-3 · 0.3 / bpp``
-(6e-3), raised λ at full speed the whole run and ended at 0.20 and 0.27, the files still over budget;
-at 0.3 bpp it ended at 6.3e-3 and 5.9e-4, either side of 2e-3."""
-
-
-def initial_lam(bpp: float) -> float:
-    """The first λ for a target of ``bpp`` (see :data:`LAM_AT_03_BPP`).
-
-    Examples:
-        >>> round(initial_lam(0.3), 6), round(initial_lam(0.1), 3), round(initial_lam(1.0), 6)
-        (0.002, 0.054, 0.0006)
-    """
-    r = 0.3 / max(float(bpp), 0.02)
-    return min(1.0, LAM_AT_03_BPP * (r ** LAM_LOW_RATE_POWER if r > 1 else r))
-
+           "shrink_latents"]
 
 _HEADER_GUESS_BYTES = 160
 _NET_BITS_GUESS = 7.0
@@ -229,7 +210,7 @@ class Grid(Family):
         if net_dim is not None and model is None:
             self.config.update(net_latent_dim=net_dim, net_seed=int(job.seed), net_projected=net_projected)
         LatentGrid(**{**self.config, "height": 1, "width": 1, "levels": 1})  # checks the options early
-        self.lam = float(lam) if lam is not None else initial_lam(8 * job.budget / max(job.samples, 1))
+        self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
         self.latent_lr_scale = float(latent_lr_scale)
         self.coarse_share = float(coarse_share)
