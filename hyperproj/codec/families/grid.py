@@ -180,7 +180,7 @@ class Grid(Family):
     share of the clock at half resolution first, default 0.6), ``finest`` (train and store the
     full-resolution level; default off: in 170-300 s CPU runs at 0.3 bpp it stayed almost empty
     and its rate spike at the switch to full resolution upset the λ control; without it the file
-    tops out near 0.7 bpp on kodim01, 0.95 on a 256-px photo: docs/latent_grid.md, "High rates"), ``latent_dim`` (an
+    tops out near 0.7 bpp on kodim01, 0.95 on a 256-px photo: docs/latent_grid.md, "Low and high rates"), ``latent_dim`` (an
     int) or ``net_share`` (a share of the projected weights in (0, 1]): train the weight matrices
     of ``net_projected`` (``"synthesis"``, default, or ``"both"``: the ARM's too) as D'OH
     projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
@@ -248,7 +248,11 @@ class Grid(Family):
 
     # ------------------------------------------------------------------ compress
     def build(self, previous: nn.Module | None = None) -> LatentGrid:
-        return previous if previous is not None else (self.model or LatentGrid(**self.config))
+        if previous is not None or self.model is not None:
+            return previous if previous is not None else self.model
+        with torch.random.fork_rng(devices=[]):  # the codec's seed, not the caller's RNG state
+            torch.manual_seed(self.job.seed)
+            return LatentGrid(**self.config)
 
     def _reserve(self) -> float:
         """Seconds kept for choosing steps, encoding, decoding and evaluating (measured, 1 thread)."""
@@ -265,9 +269,11 @@ class Grid(Family):
         budget = None if left is None else left - self._reserve()
         if budget is not None and budget < 1.0:
             raise error(f"compress: a time budget of {job.time_budget} s leaves no time to train the grid model")
-        hist = fit_grid(net, job.signal, lam=self.lam, steps=job.steps, time_budget=budget, lr=self.lr,
-                        target_bits=max(target, 1.0), fixed_bits=fixed, latent_lr_scale=self.latent_lr_scale,
-                        coarse_share=self.coarse_share, freeze_finest=self.freeze_finest)
+        with torch.random.fork_rng(devices=[]):  # the training noise from the codec's seed too
+            torch.manual_seed(job.seed + 1)
+            hist = fit_grid(net, job.signal, lam=self.lam, steps=job.steps, time_budget=budget, lr=self.lr,
+                            target_bits=max(target, 1.0), fixed_bits=fixed, latent_lr_scale=self.latent_lr_scale,
+                            coarse_share=self.coarse_share, freeze_finest=self.freeze_finest)
         self.lam = hist["final_lam"]
         job.training.steps += hist["steps"]
         self.q = None
