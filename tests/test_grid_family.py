@@ -14,26 +14,34 @@ import numpy as np
 import pytest
 import torch
 from _data import astronaut_crop
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hyperproj import HyperprojError, codec
 from hyperproj.codec.families import grid as grid_family
 from hyperproj.codec.format import read_container, write_container
-from hyperproj.inr import ImageSignal
+from hyperproj.inr import ImageSignal, LatentGrid
+from hyperproj.inr import _grid_int as gi
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def small_result():
-    torch.manual_seed(0)
+def _compress_with_two_threads(**options):
+    """A 48-px crop coded with 2 threads (the tests decode it with 1 in fresh processes)."""
     sig = astronaut_crop(48)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # encoded with 2 threads; decoded below with 1 in fresh processes
+    torch.set_num_threads(2)
     try:
-        res = codec.compress(sig, bpp=3.0, family="grid", steps=150, progress=False, levels=4, coarse_share=0.3)
+        res = codec.compress(sig, bpp=3.0, family="grid", steps=150, progress=False, levels=4, coarse_share=0.3,
+                             **options)
     finally:
         torch.set_num_threads(threads)
     return sig, res
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    return _compress_with_two_threads()
 
 
 def test_compress_grid_meets_budget_and_decodes(small_result):
@@ -189,7 +197,6 @@ def test_auto_family_follows_the_measured_choice():
 def test_an_over_budget_file_is_shrunk_without_retraining(one_thread):
     # fine-tuning with a raised λ made files larger (latents at a rounding boundary are pushed
     # across by a fresh optimizer's first steps): the shrink comes straight away, no more training
-    torch.manual_seed(0)
     sig = astronaut_crop(64)
     r = codec.compress(sig, bpp=0.5, family="grid", steps=40, progress=False, levels=5, lam=1e-7).report
     first, shrunk, final = r["attempts"]  # trained once, shrunk once, encoded as shrunk
@@ -200,25 +207,11 @@ def test_an_over_budget_file_is_shrunk_without_retraining(one_thread):
 
 
 # ---------------------------------------------------------------- projected (D'OH) networks
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from hyperproj.inr import LatentGrid  # noqa: E402
-from hyperproj.inr import _grid_int as gi  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def projected_result():
-    torch.manual_seed(0)
-    sig = astronaut_crop(48)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # encoded with 2 threads; decoded below with 1 in fresh processes
-    try:
-        res = codec.compress(sig, bpp=3.0, family="grid", steps=150, progress=False, levels=4, coarse_share=0.3,
-                             latent_dim=64, net_projected="both", seed=7)
-    finally:
-        torch.set_num_threads(threads)
-    return sig, res
+    return _compress_with_two_threads(latent_dim=64, net_projected="both", seed=7)
 
 
 def test_projected_networks_file_decodes_bit_exactly_everywhere(projected_result, tmp_path):
@@ -336,3 +329,23 @@ def test_fixed_steps_give_the_same_file_whatever_the_global_rng(one_thread):
     assert files[0] == files[1]
     other = codec.compress(sig, bpp=2.0, family="grid", steps=30, progress=False, levels=4, seed=5).data
     assert other != files[0]
+
+
+def test_cli_passes_family_options(tmp_path, capsys, one_thread):
+    from PIL import Image
+
+    from hyperproj.cli import main
+
+    png = tmp_path / "crop.png"
+    Image.fromarray((astronaut_crop(32).image.numpy() * 255).round().astype(np.uint8)).save(png)
+    out = tmp_path / "crop.hpz"
+    args = ["compress", str(png), "-o", str(out), "--family", "grid", "--bpp", "2", "--steps", "20", "--quiet"]
+    assert main([*args, "--option", "levels=3", "--option", "coarse-share=0.5"]) == 0
+    assert len(codec.info(out)["latent_bytes_by_level"]) == 3  # the default would be 6 levels here
+    capsys.readouterr()
+    assert main([*args, "--option", "finest"]) == 2
+    assert "--option: expected KEY=VALUE" in capsys.readouterr().err
+    assert main([*args, "--option", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main([*args, "--option", "seed=3"]) == 2
+    assert "--seed" in capsys.readouterr().err

@@ -34,6 +34,9 @@ def add(sub) -> None:
     c.add_argument("--resize", type=int, default=None, help="resize so the longer side has this many pixels first")
     c.add_argument("--family", default="doh",
                    help="model family (default doh: a SIREN whose weights are B z); others once registered")
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a family option, repeatable; VALUE is read as JSON when it parses (numbers, true, "
+                        "lists), else as text, e.g. --family grid --option finest=true --option coarse_share=0")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.add_argument("--no-resume", action="store_true",
                    help="collection: redo every input (default: skip inputs whose file is valid and was made "
@@ -79,6 +82,17 @@ def _options(a) -> dict[str, Any]:
         kwargs["bias_bits"] = a.bias_bits
     if a.lr is not None:
         kwargs["lr"] = a.lr
+    for item in a.option:
+        key, eq, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key.isidentifier():
+            raise CliError(f"--option: expected KEY=VALUE with KEY a name, got {item!r}")
+        if key in kwargs:
+            raise CliError(f"--option {key}: set it with its own flag (--{key.replace('_', '-')})")
+        try:
+            kwargs[key] = json.loads(text)
+        except json.JSONDecodeError:
+            kwargs[key] = text
     return kwargs
 
 
