@@ -125,10 +125,11 @@ def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, 
 
     best_s = None
     for qs in range(5, 12):
-        code = net_code(net.integer_layers("synthesis", qs))
+        layers = net.integer_layers("synthesis", qs)
+        code = net_code(layers)
         if code is None:
             continue
-        mse = mse_of(net.integer_layers("synthesis", qs))
+        mse = mse_of(layers)
         cost = mse + lam * 8 * len(code[0]) / pixels
         if best_s is None or cost < best_s[0]:
             best_s = (cost, qs, mse, len(code[0]))
