@@ -102,13 +102,13 @@ def test_fit_grid_revives_a_dead_synthesis(one_thread):
 def test_revive_dead_units_keeps_the_output():
     torch.manual_seed(1)
     net = LatentGrid(8, 8, levels=3, hidden=(6, 6), arm_hidden=4)
-    feats = torch.randn(64, 3)
+    feats = torch.randn(3, 64)  # (levels, pixels)
     with torch.no_grad():
         net.synthesis[1].bias[:3] = -100.0  # three units of the second layer dead on every pixel
     before = net.synthesize(feats)
     assert net.revive_dead_units(feats) >= 3
     assert torch.allclose(net.synthesize(feats), before)
-    assert bool((net.synthesis[1](torch.relu(net.synthesis[0](feats)))[:, :3] > 0).any(0).all())
+    assert bool((net.synthesis[1](torch.relu(net.synthesis[0](feats.T)))[:, :3] > 0).any(0).all())
     with pytest.raises(HyperprojError, match="margin"):
         net.revive_dead_units(feats, margin=0.0)
 
@@ -328,7 +328,7 @@ def test_revive_dead_units_with_projected_weights_moves_only_the_bias():
     net = LatentGrid(4, 4, levels=2, hidden=(3,), net_latent_dim=10)
     with torch.no_grad():
         net.synthesis[0].bias.fill_(-1.0)  # every unit dead on zero features
-    feats = torch.zeros(16, 2)
+    feats = torch.zeros(2, 16)
     before, z = net.synthesize(feats), net.net_z.detach().clone()
     assert net.revive_dead_units(feats, margin=1e-2) == 3
     assert torch.equal(net.net_z, z)  # the latent (so every weight) is untouched
