@@ -135,7 +135,8 @@ def main() -> None:
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                r = hyperproj.compress(sig, bpp=a.bpp, time_budget=a.budget, progress=False, fit_options=opts).report
+                r = hyperproj.compress(sig, bpp=a.bpp, time_budget=a.budget, progress=False, fit_options=opts,
+                                       family="doh").report
             print(f"{name} {text:16s} psnr {r['psnr']:.2f} float {r['unquantized'].get('psnr', float('nan')):.2f} "
                   f"bpp {r['bpp']:.3f} {time.perf_counter() - t:.0f}s", flush=True)
 

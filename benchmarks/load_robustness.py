@@ -40,7 +40,7 @@ def encode(sig: ImageSignal, bpp: float, budget: float, adapt: bool) -> dict:
     tic = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        res = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False,
+        res = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False, family="doh",
                                  fit_options={"adapt_threads": adapt})
     r = res.report
     return {"psnr": r["psnr"], "bpp": r["bpp"], "steps": r["steps"], "wall": time.perf_counter() - tic}

@@ -55,7 +55,8 @@ def load(name: str, size: int, data: Path) -> ImageSignal | None:
 def encode(sig: ImageSignal, bpp: float, kind: str, steps: int | None, budget: float | None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        res = codec.compress(sig, bpp=bpp, steps=steps, time_budget=budget, progress=False, projection=kind)
+        res = codec.compress(sig, bpp=bpp, steps=steps, time_budget=budget, progress=False, projection=kind,
+                             family="doh")
     hyper = find_hypermodel(res.model)
     r = res.report
     return {"psnr": r["psnr"], "bpp": r["bpp"], "steps": r.get("steps"), "share": hyper.latent_dim / hyper.num_projected}

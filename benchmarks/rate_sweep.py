@@ -120,7 +120,8 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
                     if route == "doh":
-                        res = hyperproj.compress(sig, bpp=bpp, steps=a.steps, time_budget=a.budget, progress=False)
+                        res = hyperproj.compress(sig, bpp=bpp, steps=a.steps, time_budget=a.budget, progress=False,
+                                                             family="doh")
                         r = res.report
                         out = {"bpp": r["bpp"], "psnr": r["psnr"], "ssim": r["ssim"], "steps": r["steps"],
                                "latent": r["latent_dim"], "width": res.model.base.config.get("hidden_features"),

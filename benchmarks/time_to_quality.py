@@ -92,7 +92,8 @@ def run_doh(route: str, sig: ImageSignal, bpp: float, budget: float, curve: Curv
         fit_options.update(callback=curve, eval_every=every)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        res = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False, fit_options=fit_options, **opts)
+        res = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False, fit_options=fit_options,
+                                 family="doh", **opts)
     r = res.report
     return {"bpp": r["bpp"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"], "latent": r["latent_dim"],
             "steps": r["steps"]}

@@ -186,12 +186,40 @@ def test_a_file_just_over_budget_loses_little(one_thread):
 
 
 def test_auto_family_follows_the_measured_choice():
-    from hyperproj.codec.pipeline import AUTO_IMAGE_FAMILY, auto_family
+    from hyperproj.codec._auto import (
+        AUTO_GRID_MAX_BPP,
+        AUTO_GRID_MIN_BPP,
+        AUTO_GRID_MIN_PIXELS,
+        auto_family,
+    )
     from hyperproj.inr import AudioSignal
 
-    assert auto_family(ImageSignal(torch.rand(4, 4, 3))) == AUTO_IMAGE_FAMILY
-    assert auto_family(AudioSignal(np.zeros((8, 1), np.float32), 8000)) == "doh"
-    assert auto_family(object()) == "doh"
+    big = np.zeros((256, AUTO_GRID_MIN_PIXELS // 256, 3), np.uint8)
+    assert auto_family(big, AUTO_GRID_MIN_BPP) == auto_family(big, AUTO_GRID_MAX_BPP) == "grid"
+    assert auto_family(big, AUTO_GRID_MIN_BPP * 0.99) == "doh"  # low rates: the grid's rate control fails
+    assert auto_family(big, AUTO_GRID_MAX_BPP * 1.01) == "doh"  # high rates: the grid's file stops growing
+    assert auto_family(big[:-1], 0.5) == "doh"  # one row short of the size rule
+    assert auto_family(big) == "doh"  # rate unknown
+    assert auto_family(AudioSignal(np.zeros((8, 1), np.float32), 8000), 0.5) == "doh"
+    assert auto_family(object(), 0.5) == "doh"
+
+
+@pytest.mark.parametrize(("kwargs", "family"), [({"bpp": 0.3}, "grid"), ({"bpp": 0.1}, "doh"),
+                                                ({"max_bytes": 512 * 512 // 64}, "doh"),  # 0.125 bpp
+                                                ({"max_bytes": 512 * 512 * 3 // 80 + 1}, "grid")])  # 0.30002 bpp
+def test_compress_auto_resolves_the_family_from_the_file_budget(monkeypatch, kwargs, family):
+    from hyperproj.codec import pipeline
+
+    seen = []
+
+    def fake(name):
+        seen.append(name)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pipeline, "_get_family", fake)  # compress asks for the family by name here
+    with pytest.raises(RuntimeError, match="stop here"):
+        codec.compress(np.zeros((512, 512, 3), np.uint8), family="auto", steps=1, progress=False, **kwargs)
+    assert seen == [family]
 
 
 def test_an_over_budget_file_is_shrunk_without_retraining(one_thread):
@@ -349,3 +377,38 @@ def test_cli_passes_family_options(tmp_path, capsys, one_thread):
     assert "bogus" in capsys.readouterr().err
     assert main([*args, "--option", "seed=3"]) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "family"), [
+    ({}, "grid"),
+    ({"latent_scale": "offset"}, "doh"),  # a reparametrize option: the grid family refuses it
+    ({"fit_options": {"batch_size": 4096}}, "doh"),  # a D'OH setting the grid family has no use for
+    ({"bits": 6}, "doh"),
+    ({"latent_dim": 500}, "doh"),  # D'OH's latent
+    ({"levels": 5}, "grid"),
+])
+def test_auto_takes_the_family_the_arguments_name(monkeypatch, kwargs, family):
+    from hyperproj.codec import pipeline
+
+    monkeypatch.setattr(pipeline, "_finish", lambda job, coder, net, trained: coder.name)
+    assert codec.compress(np.zeros((512, 512, 3), np.uint8), bpp=0.3, steps=1, progress=False, **kwargs) == family
+
+
+def test_auto_follows_the_model_and_refuses_what_no_family_takes(monkeypatch):
+    from hyperproj.codec import pipeline
+    from hyperproj.inr import Siren
+
+    monkeypatch.setattr(pipeline, "_finish", lambda job, coder, net, trained: coder.name)
+    small = np.zeros((32, 32, 3), np.uint8)
+    assert codec.compress(small, bpp=4, steps=1, progress=False, model=LatentGrid(32, 32, levels=3)) == "grid"
+    assert codec.compress(small, bpp=4, steps=1, progress=False, model=Siren(2, 16, 3, 2)) == "doh"
+    assert codec.compress(small, bpp=4, steps=1, progress=False, levels=3) == "grid"  # a grid option, small image
+    with pytest.raises(HyperprojError, match=r"found no family.*doh: the 'doh' family takes no options \['levels'\].*"
+                                             r"grid: the 'grid' family takes no options \['latent_scale'\]"):
+        codec.compress(small, bpp=4, steps=1, progress=False, levels=3, latent_scale="offset")
+
+
+def test_the_grid_family_refuses_settings_it_would_drop():
+    with pytest.raises(HyperprojError, match=r"'grid' family does not use \['bits', 'fit_options'\]"):
+        codec.compress(np.zeros((32, 32, 3), np.uint8), family="grid", bits=6, fit_options={"batch_size": 64},
+                       steps=1, progress=False)

@@ -18,7 +18,8 @@ ROOT = Path(hyperproj.__file__).parent
 # The codec's modules in pipeline order: each may import only modules listed before it.
 CODEC_ORDER = [
     "entropy", "_arm_coding", "quant", "format", "signals", "hypermodel", "rate", "train", "job", "batch",
-    "families.registry", "families.doh", "families._grid_file", "families.grid", "families", "cropfile", "rendering", "pipeline",
+    "families.registry", "families.doh", "families._grid_file", "families.grid", "families", "_auto", "cropfile", "rendering",
+    "pipeline",
     "inputs", "collection", "",
 ]
 MAX_CODEC_LINES = 420

@@ -32,8 +32,10 @@ def add(sub) -> None:
                    "orthogonal, dense, streamed, fastfood")
     c.add_argument("--seed", type=int, default=0, help="integer seed of the projection B and the initial latent (default 0)")
     c.add_argument("--resize", type=int, default=None, help="resize so the longer side has this many pixels first")
-    c.add_argument("--family", default="doh",
-                   help="model family (default doh: a SIREN whose weights are B z); others once registered")
+    c.add_argument("--family", default="auto",
+                   help="model family: auto (default: grid for images of 256x256 pixels or more at 0.3-1 bpp, "
+                        "the family measured better there; doh otherwise, or when D'OH settings are given), "
+                        "doh (a SIREN whose weights are B z), grid (latent grids + tiny networks)")
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a family option, repeatable; VALUE is read as JSON when it parses (numbers, true, "
                         "lists), else as text, e.g. --family grid --option finest=true --option coarse_share=0")

@@ -7,16 +7,18 @@ from typing import Any
 
 NAME = "demo"
 
-DEMO_STEPS = 1500  # per rate: about a minute per rate on a 2-core CPU
+DEMO_STEPS = 1500  # per file: about a minute each on a 2-core CPU
 DEMO_QUICK_STEPS = 150
 
 
 def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | None = None,
          steps: int | None = None, budget: float | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Compress ``skimage.data.astronaut()`` (resized) at three rates with a fixed number of
-    training steps each (default 1,500: the same table on an idle and a busy machine), or within
-    ``budget`` seconds each if given; print a table beside JPEG/WebP at the same rate, write the
-    decoded images, ``results.csv`` and ``rd.png`` (if matplotlib is installed) into ``out``.
+    training steps per file (default 1,500: the same table on an idle and a busy machine), or within
+    ``budget`` seconds per file if given — with the default family choice (``family="auto"``) and,
+    where that chose another family, with the SIREN/D'OH route too; print a table beside JPEG/WebP
+    at the same rate, write the decoded images, ``results.csv`` and ``rd.png`` (if matplotlib is
+    installed) into ``out``.
 
     Examples:
         >>> rows = demo("/tmp/hp-demo", quick=True, progress=False)  # doctest: +SKIP
@@ -35,27 +37,32 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
     signal = ImageSignal.from_array(skimage.data.astronaut()).resize(size)
     signal.to_image(signal.values).save(out / "original.png")
     rows = []
-    for bpp in rates:
-        res = codec.compress(signal, bpp=bpp, steps=steps, time_budget=budget if steps is None else None,
-                             progress=progress)
-        path = res.save(out / f"astronaut_{bpp:g}bpp.hpz")
-        codec.render(res.model, path=out / f"astronaut_{bpp:g}bpp.png")
-        r = res.report
-        rows.append({"target_bpp": bpp, "est_bpp": r["est_bpp"], "bpp": r["bpp"], "bytes": r["file_bytes"],
-                     "latent": r["latent_dim"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"],
-                     "file": path.name})
+    for bpp in rates:  # the default family choice ("auto"), and the SIREN/D'OH route beside it where they differ
+        for family in ("auto", "doh"):
+            if family == "doh" and rows[-1]["family"] == "doh":
+                break
+            res = codec.compress(signal, bpp=bpp, steps=steps, time_budget=budget if steps is None else None,
+                                 progress=progress, family=family)
+            r = res.report
+            name = f"astronaut_{bpp:g}bpp" + ("" if family == "auto" else "_doh")
+            path = res.save(out / f"{name}.hpz")
+            codec.render(res.model, path=out / f"{name}.png")
+            rows.append({"target_bpp": bpp, "family": r["family"], "route": family, "bpp": r["bpp"],
+                         "bytes": r["file_bytes"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"],
+                         "file": path.name})
     from ..codec.baselines import classic_at_rate
 
     classic = {fmt: [classic_at_rate(signal, fmt, r["bpp"]) for r in rows] for fmt in ("JPEG", "WEBP")}
-    how = f"{steps} training steps per rate" if steps is not None else f"{budget:g} s per rate, everything included"
-    print(f"astronaut {size}x{size}, D'OH SIREN (default_model: 9 hidden layers, width by rate), {how}, 8-bit latent")
-    print(f"{'target':>7} {'est bpp':>8} {'file bpp':>9} {'bytes':>6} {'latent':>7} {'PSNR':>7} {'SSIM':>7} {'sec':>6}"
+    how = f"{steps} training steps per file" if steps is not None else f"{budget:g} s per file, everything included"
+    print(f"astronaut {size}x{size}, {how}; family: the default choice (auto), and the SIREN/D'OH route (doh) "
+          "where auto chose another")
+    print(f"{'target':>7} {'family':>7} {'file bpp':>9} {'bytes':>6} {'PSNR':>7} {'SSIM':>7} {'sec':>6}"
           f"   {'JPEG bpp/PSNR':>14} {'WebP bpp/PSNR':>14}")
     for i, r in enumerate(rows):
         ref = "".join(
             f"   {c['bpp']:6.3f}/{c['psnr']:6.2f}" if c else f"   {'-':>14}" for c in (classic["JPEG"][i], classic["WEBP"][i])
         )
-        print(f"{r['target_bpp']:7.2f} {r['est_bpp']:8.3f} {r['bpp']:9.3f} {r['bytes']:6d} {r['latent']:7d} "
+        print(f"{r['target_bpp']:7.2f} {r['family']:>7} {r['bpp']:9.3f} {r['bytes']:6d} "
               f"{r['psnr']:7.2f} {r['ssim']:7.4f} {r['seconds']:6.1f}{ref}")
     print("(JPEG/WebP through Pillow at the largest quality whose file is not above hyperproj's file)")
     with open(out / "results.csv", "w") as fh:
@@ -71,7 +78,10 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
         print("(matplotlib not installed: no plot)")
     else:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([r["bpp"] for r in rows], [r["psnr"] for r in rows], "o-", label="hyperproj (D'OH, file size)")
+        for route, label in (("auto", "hyperproj, default family"), ("doh", "hyperproj, SIREN/D'OH route")):
+            pts = [r for r in rows if r["route"] == route or (route == "doh" and r["family"] == "doh")]
+            if pts:
+                ax.plot([r["bpp"] for r in pts], [r["psnr"] for r in pts], "o-" if route == "auto" else "^:", label=label)
         for fmt, pts in classic.items():
             pts = [c for c in pts if c]
             if pts:

@@ -17,6 +17,12 @@ from typing import Any
 from torch import nn
 
 from .._errors import HyperprojError
+from ._auto import (
+    auto_coder,
+    auto_family,
+    declared,
+    is_grid,
+)
 from .families import DEFAULT_FAMILY, read_file
 from .families import get_family as _get_family
 from .format import error, read_input
@@ -31,10 +37,11 @@ __all__ = ["CompressResult", "compress", "compress_together", "decompress", "dec
 class CompressResult:
     """What :func:`compress` returns: the decoded ``model``, the file ``data`` and a ``report``.
 
-    ``report`` keys: ``latent_dim``, ``bits``, ``bias_bits``, ``budget_bytes``, ``file_bytes``,
-    ``est_bpp`` (stored values × bits / pixels, the paper's estimate), ``bpp`` (the file, header
-    included), the decoded model's metrics (``psnr``, ``ssim`` for images), ``seconds``,
-    ``attempts``.
+    ``report`` keys: ``family`` (the model family that coded it: ``"doh"``, ``"grid"``),
+    ``budget_bytes``, ``file_bytes``, ``bpp`` (the file, header included), the decoded model's
+    metrics (``psnr``, ``ssim`` for images), ``seconds``, ``attempts``; the D'OH family adds
+    ``latent_dim``, ``bits``, ``bias_bits``, ``est_bpp`` (stored values × bits / pixels, the
+    paper's estimate), the grid family ``latent_bytes``, ``network_bytes``, ``lam`` and more.
 
     Examples:
         >>> r = CompressResult(model=None, data=b"xyz", report={"bpp": 0.1})
@@ -79,7 +86,7 @@ def compress(
     latent_dim: int | None = None,
     progress: bool = True,
     fit_options: dict[str, Any] | None = None,
-    family: str = DEFAULT_FAMILY,
+    family: str = "auto",
     **options: Any,
 ) -> CompressResult:
     """Compress ``signal`` into a ``.hpz`` file of at most ``bpp`` bits per pixel (header included).
@@ -115,10 +122,14 @@ def compress(
         latent_dim: force ``n`` (the guarantee still holds: it shrinks if the file is over).
         fit_options: extra arguments for :func:`hyperproj.inr.fit`.
         model: also the name of a model family (``"grid"``, ``"doh"``): the same as ``family=``;
-            ``"auto"``: the family measured better for the signal (:func:`auto_family`).
-        family: the model family (:func:`~hyperproj.codec.family_names`; default ``"doh"``, the
-            SIREN/D'OH family described above). ``model``, ``projection``, ``latent_dim`` and
-            ``**options`` go to the family.
+            ``"auto"``: the family measured better for the signal and the rate (today the
+            latent-grid family for images of 512×512 pixels or more from 0.2 bpp up, the SIREN/D'OH
+            family otherwise; see ``docs/latent_grid.md``, "Which family").
+        family: the model family (:func:`~hyperproj.codec.family_names`: ``"doh"``, the
+            SIREN/D'OH family described above, or ``"grid"``), or ``"auto"`` (default): the family
+            measured better for the signal and rate, unless the arguments name one (a model, a
+            ``latent_dim``, a ``projection``, options or settings only one family takes).
+            ``model``, ``projection``, ``latent_dim`` and ``**options`` go to the family.
         **options: passed to :func:`hyperproj.reparametrize` (``init``, ``latent_scale``, ...).
 
     Returns:
@@ -140,12 +151,26 @@ def compress(
     """
     if isinstance(model, str):  # a family by name: compress(img, model="grid"), or "auto"
         family, model = model, None
-    if family == "auto":
-        family = auto_family(signal)
     job = Job.create(signal, bpp, max_bytes=max_bytes, bits=bits, bias_bits=bias_bits, method=method,
                      time_budget=time_budget, steps=steps, lr=lr, qat_steps=qat_steps, seed=seed,
                      progress=progress, fit_options=fit_options)
-    coder = _get_family(family)(job, model, projection=projection, latent_dim=latent_dim, **options)
+    given = {k for k, v, default in (("bits", bits, DEFAULT_BITS), ("bias_bits", bias_bits, DEFAULT_BIAS_BITS),
+                                     ("method", method, "rans"), ("qat_steps", qat_steps or None, None),
+                                     ("fit_options", fit_options, None)) if v != default}
+
+    def make(name: str) -> Any:
+        cls = _get_family(name)
+        if given & cls.ignores:
+            raise error(f"compress: the {name!r} family does not use {sorted(given & cls.ignores)} "
+                        "(settings of the SIREN/D'OH family); leave them out or pick family='doh'")
+        return cls(job, model, projection=projection, latent_dim=latent_dim, **options)
+
+    if family != "auto":
+        coder = make(family)
+    else:  # the rate asked for (with max_bytes: the budget's), header included
+        coder = auto_coder(job, model, latent_dim, projection,
+                           job.bpp if max_bytes is None else 8.0 * job.budget / job.samples, set(options), given,
+                           make)
     return _finish(job, coder, coder.build(), trained=False)
 
 
@@ -166,7 +191,7 @@ def _finish(job: Job, coder: Any, net: nn.Module, trained: bool) -> CompressResu
             break
         net = coder.build(previous=net)  # warm-started from the last attempt
     decoded = decode(data)
-    report = {**coder.report(net, data), "budget_bytes": job.budget, "file_bytes": len(data),
+    report = {"family": coder.name, **coder.report(net, data), "budget_bytes": job.budget, "file_bytes": len(data),
               "attempts": job.attempts, **job.training.report()}
     if job.samples:
         report["target_bpp"] = 8 * job.budget / job.samples if job.max_bytes is not None else job.bpp
@@ -202,7 +227,11 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
     from .batch import LatentBatch, fit_together
 
     signals = list(signals)
-    family = options.get("family", DEFAULT_FAMILY)
+    family = options.get("family", "auto")
+    grid_only = declared(_get_family("grid")) - declared(_get_family(DEFAULT_FAMILY))
+    if (family == "auto" and "max_bytes" not in options and not set(options) & grid_only
+            and not is_grid(options.get("model")) and all(auto_family(s, bpp) == DEFAULT_FAMILY for s in signals)):
+        family = DEFAULT_FAMILY  # every signal goes to the default family: they may train as one batch
     if len(signals) < 2 or family != DEFAULT_FAMILY or options.get("time_budget") is not None or options.get("qat_steps"):
         return [compress(s, bpp, progress=progress, **options) for s in signals]
     family_keys = ("model", "projection", "latent_dim")
@@ -212,7 +241,7 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
     family_args = {k: options.get(k) for k in family_keys}
     jobs = [Job.create(s, bpp, progress=progress, **job_args) for s in signals]
     model = family_args.pop("model")
-    coders = [_get_family(family)(job, model, projection=family_args["projection"] or "auto",
+    coders = [_get_family(DEFAULT_FAMILY)(job, model, projection=family_args["projection"] or "auto",
                                   latent_dim=family_args["latent_dim"], **{k: options[k] for k in unknown})
               for job in jobs]
     nets = [coder.build() for coder in coders]
@@ -235,32 +264,6 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
         coder.first = False
         results.append(_finish(job, coder, net, trained=True))
     return results
-
-
-AUTO_IMAGE_FAMILY = "doh"
-"""The family ``family="auto"`` (or ``model="auto"``) uses for images: the one measured better on
-Kodak at 0.3 bpp. Today the SIREN/D'OH family: its 16-image mean (27.15 dB, 300 s, 2 threads) is
-above the grid family's (``docs/latent_grid.md``, "Measured": 120 s, 1 shared thread); the grid
-family wins on some images (kodim05). Change it only on a same-conditions measurement."""
-
-
-def auto_family(signal: Any) -> str:
-    """The family ``"auto"`` resolves to for ``signal``: :data:`AUTO_IMAGE_FAMILY` for images
-    (arrays and paths are images), the default family otherwise.
-
-    Examples:
-        >>> import numpy as np
-        >>> auto_family(np.zeros((4, 4, 3), np.uint8)) == AUTO_IMAGE_FAMILY
-        True
-    """
-    from ..inr.signals import ImageSignal
-    from .signals import as_signal
-
-    try:
-        sig = as_signal(signal)
-    except HyperprojError:
-        return DEFAULT_FAMILY
-    return AUTO_IMAGE_FAMILY if isinstance(sig, ImageSignal) else DEFAULT_FAMILY
 
 
 def decode(data: bytes) -> nn.Module:

@@ -25,6 +25,7 @@ Examples:
 from __future__ import annotations
 
 import bz2
+import inspect
 import math
 import os
 import warnings
@@ -174,6 +175,11 @@ def _layout(net: nn.Module, options: Mapping[str, Any]) -> tuple[int, int, int]:
     return sum(net.get_parameter(n).numel() for n in names), sum(p.numel() for p in rest), len(rest)
 
 
+# reparametrize's keyword options (latent_dim, seed and projection are compress's own arguments)
+_REPARAMETRIZE_OPTIONS = frozenset(p.name for p in inspect.signature(HyperModel.__init__).parameters.values()
+                                   if p.kind is p.KEYWORD_ONLY) - {"projection"}
+
+
 @register_family("doh")
 class Doh(Family):
     """The SIREN/D'OH family (see the module docstring); ``compress``'s default."""
@@ -181,6 +187,10 @@ class Doh(Family):
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, **options: Any):
         super().__init__(job, model, **options)
+        unknown = sorted(set(options) - _REPARAMETRIZE_OPTIONS)
+        if unknown:
+            raise error(f"compress: the 'doh' family takes no options {unknown} (its options go to "
+                        f"hyperproj.reparametrize: {sorted(_REPARAMETRIZE_OPTIONS)})")
         if projection not in ("auto", *projection_kinds()) and projection == "fastfood":
             ensure_kind("fastfood")
         if options.get("latent_scale") == "auto":  # resolved below, knowing n and the model

@@ -187,6 +187,8 @@ class Grid(Family):
     projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
     then be ``"auto"`` or ``"rademacher"``, the ±1 matrices used)."""
 
+    ignores = frozenset({"bits", "bias_bits", "method", "qat_steps", "fit_options"})
+
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
                  lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0, coarse_share: float = 0.6,

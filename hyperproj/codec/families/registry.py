@@ -59,6 +59,10 @@ class Family:
     name: ClassVar[str] = ""
     """The registered name (set by :func:`register_family`; written to header ``F``)."""
 
+    ignores: ClassVar[frozenset[str]] = frozenset()
+    """``compress`` arguments this family has no use for (``bits``, ``fit_options``, ...): given
+    with other than their defaults they are refused, never silently dropped."""
+
     def __init__(self, job: Any, model: nn.Module | None = None, **options: Any):
         self.job = job
         self.model = model
