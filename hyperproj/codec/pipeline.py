@@ -91,6 +91,11 @@ def compress(
 ) -> CompressResult:
     """Compress ``signal`` into a ``.hpz`` file of at most ``bpp`` bits per pixel (header included).
 
+    Which model codes it is ``family``'s choice: by default (``"auto"``) the latent-grid family
+    (:class:`~hyperproj.inr.LatentGrid`) for images of at least 256×256 pixels at 0.3–1 bpp, the
+    SIREN/D'OH family described here for everything else and whenever the arguments are D'OH's
+    (a model, ``latent_dim``, ``bits``, reparametrize options, ...).
+
     The latent size comes straight from the bit budget (no architecture search): the largest
     ``n`` whose file — header, ranges, biases at ``bias_bits``, latent entropy-coded at an
     estimated bits/symbol — fits ``bpp × pixels`` bits. The model is reparametrized with
@@ -122,9 +127,7 @@ def compress(
         latent_dim: force ``n`` (the guarantee still holds: it shrinks if the file is over).
         fit_options: extra arguments for :func:`hyperproj.inr.fit`.
         model: also the name of a model family (``"grid"``, ``"doh"``): the same as ``family=``;
-            ``"auto"``: the family measured better for the signal and the rate (today the
-            latent-grid family for images of 512×512 pixels or more from 0.2 bpp up, the SIREN/D'OH
-            family otherwise; see ``docs/latent_grid.md``, "Which family").
+            ``"auto"``: the same as ``family="auto"``.
         family: the model family (:func:`~hyperproj.codec.family_names`: ``"doh"``, the
             SIREN/D'OH family described above, or ``"grid"``), or ``"auto"`` (default): the family
             measured better for the signal and rate, unless the arguments name one (a model, a

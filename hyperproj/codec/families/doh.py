@@ -182,7 +182,8 @@ _REPARAMETRIZE_OPTIONS = frozenset(p.name for p in inspect.signature(HyperModel.
 
 @register_family("doh")
 class Doh(Family):
-    """The SIREN/D'OH family (see the module docstring); ``compress``'s default."""
+    """The SIREN/D'OH family (see the module docstring): the default family of files, and
+    ``compress``'s choice for every signal but mid-rate images (``family="auto"``)."""
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, **options: Any):
