@@ -11,6 +11,10 @@ printed PSNR is the decoded file's, at the file's real bpp. Routes:
 * ``uniform`` — the same with uniformly drawn minibatches (the default until 2026-12-04).
 * ``unit`` — the previous default: unit-scale latent (scale folded into ``B``), latent lr x 10.
 * ``paper`` — the D'OH paper's parameterisation (latent U(+-1/n)) at lr 1e-6.
+* ``grid`` — the latent-grid family (``family="grid"``; ``benchmarks/grid_rd.py`` is its fuller
+  benchmark); ``auto`` — compress's default family choice (``family="auto"``). No ``--curve`` for
+  these two (the grid family's training has no evaluation callback); ``latent`` is then the file's
+  latent bytes.
 * ``coin`` — :func:`hyperproj.baselines.coin`: plain SIREN (9 hidden layers, width chosen so its float16 weights fill the same
   byte budget), same recipe (fit's default lr, warm-up), minibatches and time budget; rate = parameters x 16
   bits (COIN's accounting); PSNR after rounding to float16.
@@ -26,6 +30,7 @@ Usage::
 
     python benchmarks/time_to_quality.py --data ../shared/data/kodak --bpp 0.3 --budget 300
     python benchmarks/time_to_quality.py --images 2 --budget 60 --routes offset,unit,coin --curve
+    python benchmarks/time_to_quality.py --bpp 0.3 --budget 300 --routes grid,offset
     python benchmarks/time_to_quality.py --quick      # one 256 px image, 15 s per route
 """
 
@@ -46,7 +51,7 @@ import hyperproj
 from hyperproj.baselines import classic_at_rate, coin
 from hyperproj.inr import ImageSignal
 
-ROUTES = ("offset", "uniform", "unit", "paper", "coin")
+ROUTES = ("offset", "uniform", "unit", "paper", "coin", "grid", "auto")
 MARKS = (30, 60, 120, 300)
 
 
@@ -99,6 +104,14 @@ def run_doh(route: str, sig: ImageSignal, bpp: float, budget: float, curve: Curv
             "steps": r["steps"]}
 
 
+def run_family(family: str, sig: ImageSignal, bpp: float, budget: float, curve: Curve | None, every: int):
+    if curve is not None:
+        sys.exit(f"time_to_quality: --curve is not available for the {family!r} route")
+    r = hyperproj.compress(sig, bpp=bpp, time_budget=budget, progress=False, family=family).report
+    return {"bpp": r["bpp"], "psnr": r["psnr"], "ssim": r["ssim"], "seconds": r["seconds"], "family": r["family"],
+            "latent": r.get("latent_dim", r.get("latent_bytes")), "steps": r["steps"]}
+
+
 def run_coin(sig: ImageSignal, bpp: float, budget: float, curve: Curve | None, every: int):
     fit_options = {}
     if curve is not None:
@@ -140,7 +153,12 @@ def main() -> None:
     for name, sig in images:
         for route in routes:
             curve = Curve() if a.curve else None
-            fn = run_coin if route == "coin" else (lambda *x, r=route: run_doh(r, *x))
+            if route == "coin":
+                fn = run_coin
+            elif route in ("grid", "auto"):
+                fn = lambda *x, r=route: run_family(r, *x)  # noqa: E731
+            else:
+                fn = lambda *x, r=route: run_doh(r, *x)  # noqa: E731
             res = fn(sig, a.bpp, a.budget, curve, a.curve_every)
             row = {"image": name, "route": route, **res}
             if curve is not None:

@@ -407,3 +407,18 @@ def test_a_clock_too_short_for_a_widened_network_plans_a_narrower_one(monkeypatc
     assert capped.report["latent_dim"] < wide.report["latent_dim"]
     assert capped.model.base.config["hidden_features"] == 40 and capped.report["latent_dim"] <= cap["latent"]
     assert capped.report["bpp"] <= 16.0
+
+
+def test_demo_shows_the_default_choice_and_the_doh_route_beside_it(tmp_path, monkeypatch, capsys):
+    from hyperproj.cli._demo import demo
+    from hyperproj.codec import _auto
+
+    monkeypatch.setattr(_auto, "AUTO_GRID_MIN_PIXELS", 1)  # a small image takes the grid family at 0.5 and 1 bpp
+    rows = demo(tmp_path, size=128, steps=3, progress=False)
+    assert [(r["target_bpp"], r["route"], r["family"]) for r in rows] == [
+        (0.5, "auto", "grid"), (0.5, "doh", "doh"), (1.0, "auto", "grid"), (1.0, "doh", "doh"), (2.0, "auto", "doh")]
+    assert all(r["bpp"] <= r["target_bpp"] for r in rows)
+    assert (tmp_path / "results.csv").read_text().count("\n") == 1 + len(rows)
+    assert {r["file"] for r in rows} == {p.name for p in tmp_path.glob("*.hpz")}
+    table = capsys.readouterr().out
+    assert table.count(" grid ") == 2 and table.count(" doh ") == 3

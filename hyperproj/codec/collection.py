@@ -179,7 +179,7 @@ def _ok_record(rec: dict[str, Any], out: Path, res: Any, signal: Signal, baselin
 
     _write_atomic(out, res.data)
     rep = res.report
-    rec.update(status="ok", bytes=len(res.data), bpp=rep.get("bpp"), psnr=rep.get("psnr"),
+    rec.update(status="ok", family=rep.get("family"), bytes=len(res.data), bpp=rep.get("bpp"), psnr=rep.get("psnr"),
                ssim=rep.get("ssim"), seconds=rep.get("seconds"), steps=rep.get("steps"))
     if isinstance(signal, ImageSignal) and baselines:
         rec["baselines"] = {fmt: classic_at_rate(signal, fmt, rep["bpp"]) for fmt in baselines}

@@ -6,7 +6,7 @@
   below; ``levels``,
   ``hidden``, ``arm_hidden`` options override).
 * **Training.** :func:`~hyperproj.inr.fit_grid` under the clock (or ``steps``): MSE + λ·rate,
-  noise then straight-through rounding, λ steered towards the bit budget (99 % of it, less the
+  uniform noise on the latents, λ steered towards the bit budget (99 % of it, less the
   networks' and header's estimated bits).
 * **Parts stored.** Each latent level as one rANS stream under the integer ARM's per-latent
   probabilities (:mod:`hyperproj.codec._arm_coding`); the synthesis and the ARM as integers at a
