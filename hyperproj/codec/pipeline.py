@@ -29,6 +29,7 @@ from .format import error, read_input
 from .job import Job
 from .quant import DEFAULT_BIAS_BITS, DEFAULT_BITS, Bits
 from .rate import over_budget
+from .signals import as_signal
 
 __all__ = ["CompressResult", "compress", "compress_together", "decompress", "decode", "load", "info"]
 
@@ -229,7 +230,7 @@ def compress_together(signals: Any, bpp: float = 0.3, *, progress: bool = True, 
 
     from .batch import LatentBatch, fit_together
 
-    signals = list(signals)
+    signals = [as_signal(s) for s in signals]  # read once: the family choice and the jobs share them
     family = options.get("family", "auto")
     grid_only = declared(_get_family("grid")) - declared(_get_family(DEFAULT_FAMILY))
     if (family == "auto" and "max_bytes" not in options and not set(options) & grid_only
