@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                "grid_bpp": r["bpp"], "grid_psnr": r["psnr"], "grid_ssim": r["ssim"], "grid_bytes": r["file_bytes"],
                "latent_bytes": r["latent_bytes"], "network_bytes": r["network_bytes"],
                "header_bytes": r["header_bytes"], "steps": r["steps"], "seconds": time.perf_counter() - t,
-               "attempts": len(r["attempts"]), "latent_shrink": r.get("latent_shrink")}
+               "attempts": len(r["attempts"]), "latent_shrink": r.get("latent_shrink"), "final_lam": r.get("lam")}
         if a.save:
             a.save.mkdir(parents=True, exist_ok=True)
             res.save(a.save / f"{path.stem}.hpz")

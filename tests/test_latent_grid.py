@@ -12,7 +12,7 @@ from hyperproj import HyperprojError
 from hyperproj.codec import _arm_coding as ac
 from hyperproj.inr import ImageSignal, LatentGrid, fit_grid, model_spec
 from hyperproj.inr import _grid_int as gi
-from hyperproj.inr.latent_grid import level_sizes, up2
+from hyperproj.inr.latent_grid import _laplace_bits, level_sizes, up2
 
 
 def _random_arm(rng: np.random.Generator, hidden: int = 6, q: int = 6) -> list:
@@ -71,6 +71,31 @@ def test_fit_grid_lowers_loss_and_rate_follows_lambda():
     assert rate[1] < rate[0]
 
 
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_rate_bits_context_defaults_to_the_latents_and_conditions_the_arm(seed):
+    torch.manual_seed(seed)
+    net = LatentGrid(9, 7, levels=3, hidden=(6,), arm_hidden=5)
+    with torch.no_grad():
+        for y in net.latents:
+            y.normal_(0, 2)
+    noisy = net.quantized_latents("noise")
+    rounded = net.quantized_latents("round")
+    assert torch.equal(net.rate_bits(noisy, noisy), net.rate_bits(noisy))
+    # the values are the noisy latents, the predictions those of the context: with the rounded
+    # latents as both, it is the rate of the rounded latents
+    _, mu, log2b = net.arm_out(rounded)
+    assert torch.allclose(net.rate_bits(rounded, rounded), net.rate_bits(rounded))
+    by_hand = net.rate_bits(noisy, rounded)
+    assert torch.allclose(by_hand, _laplace_bits(torch.cat([y.reshape(-1) for y in noisy]), mu, log2b).sum())
+
+
+def test_rate_bits_refuses_a_context_of_other_shapes():
+    net = LatentGrid(8, 8, levels=2)
+    with pytest.raises(HyperprojError, match="context"):
+        net.rate_bits(net.quantized_latents(), net.quantized_latents(start=1))
+
+
 def _all_dead_start(seed: int) -> tuple[LatentGrid, ImageSignal]:
     """A synthesis whose every hidden unit is dead at the start (latents at zero, negative biases):
     an extreme of what PyTorch's bias initialisation does to about half the units."""
@@ -121,6 +146,9 @@ def test_fit_grid_rejects_bad_input():
         fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, lam=-1.0)
     with pytest.raises(HyperprojError, match="revive_every"):
         fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, revive_every=-1)
+    for bad in (0.0, 1.5, "0.8"):
+        with pytest.raises(HyperprojError, match="coarse_target"):
+            fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=1, coarse_target=bad)
 
 
 def test_forward_renders_pixels_at_coordinates():
@@ -198,6 +226,20 @@ def test_coarse_phase_trains_coarse_levels_only_then_all():
     assert float(net.latents[0].abs().max()) == 0.0 and float(net.latents[1].abs().max()) > 0.0
     h = fit_grid(net, sig, steps=20, lam=1e-4, lr=3e-2, coarse_share=0.5, latent_lr_scale=5)
     assert float(net.latents[0].abs().max()) > 0.0 and h["steps"] == 20
+
+
+def test_half_resolution_phase_aims_at_its_share_of_the_bit_target(one_thread):
+    # the controller there leaves room for the finest level: aiming at half the target, the coarse
+    # levels end with fewer bits than aiming at all of it
+    sig = ImageSignal(torch.rand(32, 32, 3) * 0.5 + torch.linspace(0, 0.5, 32)[None, :, None])
+    rates = []
+    for aim in (0.5, 1.0):
+        torch.manual_seed(0)
+        net = LatentGrid(32, 32, levels=4, hidden=(8,), arm_hidden=4)
+        fit_grid(net, sig, steps=300, lam=1e-3, lr=3e-2, coarse_share=1.0, coarse_target=aim,
+                 target_bits=600.0, latent_lr_scale=5)
+        rates.append(float(net.rate_bits(net.quantized_latents("round", start=1))))
+    assert rates[0] < 0.8 * rates[1]
 
 
 def _arm_of_scale(rng: np.random.Generator, hidden: int, q: int, scale: int) -> list:
