@@ -242,6 +242,42 @@ def test_half_resolution_phase_aims_at_its_share_of_the_bit_target(one_thread):
     assert rates[0] < 0.8 * rates[1]
 
 
+def test_fit_grid_times_its_steps_under_a_clock_and_restores_the_thread_count(monkeypatch):
+    # the same governor as fit: under a time budget with more than one thread, every step is timed,
+    # the measurements are dropped when the resolution changes, the thread count comes back
+    from hyperproj.inr import latent_grid as lg
+    from hyperproj.inr.fit import _ThreadGovernor
+
+    seen = {"steps": 0, "forgot": 0, "closed": 0}
+
+    class Recording(_ThreadGovernor):
+        def after_step(self, seconds):
+            seen["steps"] += 1
+            super().after_step(seconds)
+
+        def forget(self):
+            seen["forgot"] += 1
+            super().forget()
+
+        def close(self):
+            seen["closed"] += 1
+            super().close()
+
+    monkeypatch.setattr(lg, "_ThreadGovernor", Recording)
+    base = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = LatentGrid(16, 16, levels=3, hidden=(8,), arm_hidden=4)
+        h = fit_grid(net, ImageSignal(torch.rand(16, 16, 3)), time_budget=1.0, steps=10**6, coarse_share=0.5)
+        assert torch.get_num_threads() == 2
+        assert seen["steps"] == h["steps"] > 0 and seen["forgot"] == 1 and seen["closed"] == 1
+        seen.update(steps=0, closed=0)
+        fit_grid(net, ImageSignal(torch.rand(16, 16, 3)), steps=5)  # a fixed step count: no governor
+        assert seen["steps"] == 0 and seen["closed"] == 0
+    finally:
+        torch.set_num_threads(base)
+
+
 def _arm_of_scale(rng: np.random.Generator, hidden: int, q: int, scale: int) -> list:
     k = len(gi.CONTEXT)
     shapes = [(hidden, k), (hidden, hidden), (2, hidden)]

@@ -781,6 +781,13 @@ class _ThreadGovernor:
             self._set(1 if self.current != 1 else self.base)
             self.probing = True
 
+    def forget(self) -> None:
+        """Drop the step times measured so far (the step itself changed, e.g. a new resolution)."""
+        self.rates = {}
+        self.window = []
+        self.probing = False
+        self.since_probe = 0.0
+
     def settle(self) -> None:
         """Switch to the fastest count measured so far and drop any probe in progress: before a
         full-signal evaluation (with a busy core, one evaluation of a full-size Kodak image took
