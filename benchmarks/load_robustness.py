@@ -9,9 +9,9 @@ rate with a wall-clock budget instead of its fixed step count — is run
   under a time budget it keeps whichever of torch's thread count and 1 thread steps faster),
 * under the same load with the governor off (``fit_options={"adapt_threads": False}``),
 
-``--repeats`` times in that order (``--family auto``, the default call, codes this image with
-the grid family, which has no thread governor: the third run is then left out), and prints PSNR, steps and wall seconds for each, the loaded
-runs' PSNR minus the idle PSNR (target: within 1.5 dB), and whether every wall time stayed within
+``--repeats`` times in that order (the third run only with ``--family doh``: ``--family auto``, the
+default call, codes this image with the grid family, whose governor has no switch), and prints PSNR,
+steps and wall seconds for each, the loaded runs' PSNR minus the idle PSNR (target: within 1.5 dB), and whether every wall time stayed within
 budget + max(1 s, 3 %). Run it with nothing else busy: the idle rows are only idle if the machine is.
 
 Usage::

@@ -15,8 +15,7 @@ def demo(out: str | Path = "hyperproj-demo", quick: bool = False, size: int | No
          steps: int | None = None, budget: float | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Compress ``skimage.data.astronaut()`` (resized) at three rates with a fixed number of
     training steps per file (default 1,500, ``quick``: 300 — the same table on an idle and a busy
-    machine), or within
-    ``budget`` seconds per file if given — with the default family choice (``family="auto"``) and,
+    machine), or within ``budget`` seconds per file if given — with the default family choice (``family="auto"``) and,
     where that chose another family, with the SIREN/D'OH route too; print a table beside JPEG/WebP
     at the same rate, write the decoded images, ``results.csv`` and ``rd.png`` (if matplotlib is
     installed) into ``out``.
