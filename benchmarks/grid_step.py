@@ -4,14 +4,23 @@ default) and in the half-resolution phase, plus the MLP layout side by side (pix
 old layout, against channels first, the one the model uses).
 
 Run it twice with different ``PYTHONPATH`` checkouts to compare versions; the layout ratio is
-taken side by side in one run::
+taken side by side in one run, and so is the heap policy of :mod:`hyperproj._heap` with
+``--heap`` (glibc's own policy against freed memory kept for reuse)::
 
     python benchmarks/grid_step.py --image kodim01 --steps 20 --repeat 3 --threads 1
+    python benchmarks/grid_step.py --heap --steps 10 --repeat 4 --threads 1
+
+Only the first ``system`` run of ``--heap`` sees glibc's pristine state; later ones follow a
+retained block and start from the thresholds it restores (mmap 32 MiB, trim 64 MiB). To compare
+pristine processes, run twice with ``HYPERPROJ_HEAP=system`` and without. The warm-up and the
+timed call share one retained block, as the steps of one long run do (leaving a block returns
+the kept memory, and the next call's first step faults it in again).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +31,7 @@ import torch.nn.functional as F
 from _paths import HINT, kodak_dir
 from PIL import Image
 
+from hyperproj._heap import retained_heap
 from hyperproj.inr import ImageSignal, LatentGrid, fit_grid
 
 
@@ -62,6 +72,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="training steps per timing")
     ap.add_argument("--repeat", type=int, default=3, help="timings per phase (the median is printed)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--heap", action="store_true",
+                    help="time fit_grid with glibc's own heap policy (HYPERPROJ_HEAP=system) and with the "
+                         "retained heap side by side, alternating, and print the ratio")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     path = Path(args.data) if args.data else kodak_dir()
@@ -71,22 +84,28 @@ def main() -> None:
     img = torch.tensor(np.asarray(Image.open(path).convert("RGB")) / 255.0, dtype=torch.float32)
     sig = ImageSignal(img)
     h, w, _ = img.shape
+    policies = ("system", "retain") if args.heap else (os.environ.get("HYPERPROJ_HEAP", "retain"),)
     rows = {}
     for phase, coarse in (("full resolution", 0.0), ("half resolution", 1.0)):
-        times = []
+        times: dict[str, list[float]] = {p: [] for p in policies}
         for r in range(args.repeat):
-            torch.manual_seed(r)
-            net = LatentGrid(h, w, levels=7, hidden=(16, 16), arm_hidden=12)
-            fit_grid(net, sig, steps=2, coarse_share=coarse, freeze_finest=True)  # warm
-            t = time.perf_counter()
-            fit_grid(net, sig, steps=args.steps, coarse_share=coarse, freeze_finest=True)
-            times.append((time.perf_counter() - t) / args.steps)
-        rows[phase] = sorted(times)[len(times) // 2]
+            for policy in policies if r % 2 == 0 else policies[::-1]:  # alternate which goes first
+                os.environ["HYPERPROJ_HEAP"] = policy
+                torch.manual_seed(r)
+                net = LatentGrid(h, w, levels=7, hidden=(16, 16), arm_hidden=12)
+                with retained_heap():  # held across both calls: the steady state of a long run
+                    fit_grid(net, sig, steps=2, coarse_share=coarse, freeze_finest=True)  # warm
+                    t = time.perf_counter()
+                    fit_grid(net, sig, steps=args.steps, coarse_share=coarse, freeze_finest=True)
+                    times[policy].append((time.perf_counter() - t) / args.steps)
+        rows[phase] = {p: sorted(v)[len(v) // 2] for p, v in times.items()}
     net = LatentGrid(h, w, levels=7, hidden=(16, 16), arm_hidden=12)
     pf, cf = _layout_ms(net, h * w, args.repeat)
     print(f"# {args.image} {h}x{w}, LatentGrid levels 7, synthesis 16-16, ARM 12; {args.threads} thread(s)")
-    for phase, s in rows.items():
-        print(f"{phase:16s} {1e3 * s:8.1f} ms/step (median of {args.repeat} x {args.steps} steps)")
+    for phase, by in rows.items():
+        cells = ", ".join(f"heap {p}: {1e3 * s:6.1f}" for p, s in by.items())
+        ratio = f"  ratio system/retain {by['system'] / by['retain']:.2f}x" if args.heap else ""
+        print(f"{phase:16s} {cells} ms/step (median of {args.repeat} x {args.steps} steps){ratio}")
     print(f"synthesis fwd+bwd at full resolution: pixels first {pf:.1f} ms, channels first {cf:.1f} ms, "
           f"ratio {pf / cf:.2f}x")
 

@@ -48,6 +48,7 @@ from torch import nn
 
 from .. import rng
 from .._errors import HyperprojError
+from .._heap import retained_heap
 from . import _grid_int as gi
 from .fit import _ThreadGovernor
 from .registry import register_model
@@ -603,73 +604,74 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     # governor; with a busy core two threads made 3.5x fewer steps than idle)
     governor = _ThreadGovernor() if time_budget is not None and torch.get_num_threads() > 1 else None
     last_tick, was_coarse = t0, coarse
-    try:
-        while True:
-            frac = (time.perf_counter() - t0) / time_budget if time_budget is not None else step / max(steps, 1)
-            if frac >= 1.0 or (time_budget is None and step >= steps):
-                break
-            mode = "noise" if frac < noise_share else "ste"
-            for g in opt.param_groups:
-                g["lr"] = g["scale"] * lr * (min_lr_share + (1 - min_lr_share) * 0.5 * (1 + math.cos(math.pi * frac)))
-            opt.zero_grad(set_to_none=True)
-            in_coarse = coarse and frac < coarse_share
-            start = 1 if in_coarse or freeze_finest else 0  # level 0 held at zero: not trained, not coded
-            if in_coarse:  # half resolution, the finest level held at zero: 4x cheaper steps
-                lat = model.quantized_latents(mode, start=1)
-                feats = model.upsample(lat)
-                feats, goal = torch.cat([feats, feats.new_zeros(1, feats.shape[1])]), target_half
-            elif freeze_finest:  # full resolution, the finest level still held at zero
-                lat = model.quantized_latents(mode, start=1)
-                feats, goal = model.upsample([torch.zeros_like(model.latents[0]), *lat]), target
-            else:
-                lat = model.quantized_latents(mode)
-                feats, goal = model.upsample(lat), target
-            if revive_every and step % revive_every == 0:
-                hist["revived"] += model.revive_dead_units(feats)
-            mse = F.mse_loss(model.synthesize(feats), goal)
-            if rounded_context and mode == "noise":  # the ARM predicts from rounded neighbours, as it decodes
-                bits = model.rate_bits(lat, model.quantized_latents("round", start=start))
-            else:
-                bits = model.rate_bits(lat)
-            loss = mse + lam * bits / pixels
-            if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
-                model.load_state_dict(snapshot)
-                lr *= 0.5
-                opt = make_opt()
-                hist["recoveries"] = hist.get("recoveries", 0) + 1
-                if hist["recoveries"] > 5:
+    with retained_heap():  # freed step buffers reused, not faulted in afresh (hyperproj._heap)
+        try:
+            while True:
+                frac = (time.perf_counter() - t0) / time_budget if time_budget is not None else step / max(steps, 1)
+                if frac >= 1.0 or (time_budget is None and step >= steps):
                     break
-                continue
-            loss.backward()
-            opt.step()
-            step += 1
+                mode = "noise" if frac < noise_share else "ste"
+                for g in opt.param_groups:
+                    g["lr"] = g["scale"] * lr * (min_lr_share + (1 - min_lr_share) * 0.5 * (1 + math.cos(math.pi * frac)))
+                opt.zero_grad(set_to_none=True)
+                in_coarse = coarse and frac < coarse_share
+                start = 1 if in_coarse or freeze_finest else 0  # level 0 held at zero: not trained, not coded
+                if in_coarse:  # half resolution, the finest level held at zero: 4x cheaper steps
+                    lat = model.quantized_latents(mode, start=1)
+                    feats = model.upsample(lat)
+                    feats, goal = torch.cat([feats, feats.new_zeros(1, feats.shape[1])]), target_half
+                elif freeze_finest:  # full resolution, the finest level still held at zero
+                    lat = model.quantized_latents(mode, start=1)
+                    feats, goal = model.upsample([torch.zeros_like(model.latents[0]), *lat]), target
+                else:
+                    lat = model.quantized_latents(mode)
+                    feats, goal = model.upsample(lat), target
+                if revive_every and step % revive_every == 0:
+                    hist["revived"] += model.revive_dead_units(feats)
+                mse = F.mse_loss(model.synthesize(feats), goal)
+                if rounded_context and mode == "noise":  # the ARM predicts from rounded neighbours, as it decodes
+                    bits = model.rate_bits(lat, model.quantized_latents("round", start=start))
+                else:
+                    bits = model.rate_bits(lat)
+                loss = mse + lam * bits / pixels
+                if not torch.isfinite(loss):  # diverged: back to the last good state, half the rate
+                    model.load_state_dict(snapshot)
+                    lr *= 0.5
+                    opt = make_opt()
+                    hist["recoveries"] = hist.get("recoveries", 0) + 1
+                    if hist["recoveries"] > 5:
+                        break
+                    continue
+                loss.backward()
+                opt.step()
+                step += 1
+                if governor is not None:
+                    now = time.perf_counter()
+                    governor.after_step(now - last_tick)
+                    last_tick = now
+                    if was_coarse and not in_coarse:  # full resolution now: step times measured so far are stale
+                        governor.forget()
+                    was_coarse = in_coarse
+                if step % 100 == 0:
+                    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                hist["loss"].append(float(loss.detach()))
+                hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
+                hist["bits"].append(float(bits.detach()))
+                hist["lam"].append(float(lam))
+                settling = coarse and not freeze_finest and coarse_share <= frac < coarse_share + 0.05  # ARM meets level 0
+                if target_bits is not None and step % controller_every == 0 and frac > 0.05 and not settling:
+                    with torch.no_grad():  # the rate the loss sees (levels 1 and up while level 0 is held)
+                        rb = float(model.rate_bits(model.quantized_latents("round", start=start)))
+                    aim = coarse_target if in_coarse else 1.0
+                    ratio = (rb + fixed_bits) / max(aim * (target_bits + fixed_bits), 1.0)
+                    # a slow proportional step on log λ: Adam needs ~100 steps to answer a change of λ
+                    lam = float(lam * math.exp(controller_gain * max(-0.5, min(0.5, math.log(max(ratio, 1e-9))))))
+                    lam = min(max(lam, 1e-6), 1.0)
+                if progress and step % 50 == 0:
+                    print(f"step {step} psnr {hist['psnr'][-1]:.2f} bits {hist['bits'][-1]:.0f} lam {lam:.2e}", flush=True)
+        finally:
             if governor is not None:
-                now = time.perf_counter()
-                governor.after_step(now - last_tick)
-                last_tick = now
-                if was_coarse and not in_coarse:  # full resolution now: step times measured so far are stale
-                    governor.forget()
-                was_coarse = in_coarse
-            if step % 100 == 0:
-                snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            hist["loss"].append(float(loss.detach()))
-            hist["psnr"].append(-10 * math.log10(max(float(mse.detach()), 1e-12)))
-            hist["bits"].append(float(bits.detach()))
-            hist["lam"].append(float(lam))
-            settling = coarse and not freeze_finest and coarse_share <= frac < coarse_share + 0.05  # ARM meets level 0
-            if target_bits is not None and step % controller_every == 0 and frac > 0.05 and not settling:
-                with torch.no_grad():  # the rate the loss sees (levels 1 and up while level 0 is held)
-                    rb = float(model.rate_bits(model.quantized_latents("round", start=start)))
-                aim = coarse_target if in_coarse else 1.0
-                ratio = (rb + fixed_bits) / max(aim * (target_bits + fixed_bits), 1.0)
-                # a slow proportional step on log λ: Adam needs ~100 steps to answer a change of λ
-                lam = float(lam * math.exp(controller_gain * max(-0.5, min(0.5, math.log(max(ratio, 1e-9))))))
-                lam = min(max(lam, 1e-6), 1.0)
-            if progress and step % 50 == 0:
-                print(f"step {step} psnr {hist['psnr'][-1]:.2f} bits {hist['bits'][-1]:.0f} lam {lam:.2e}", flush=True)
-    finally:
-        if governor is not None:
-            governor.close()
+                governor.close()
     hist["steps"] = step
     hist["final_lam"] = lam
     return hist
