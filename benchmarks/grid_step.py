@@ -1,7 +1,8 @@
 """Seconds per training step of the grid family's model (:func:`hyperproj.inr.fit_grid`) on a
 full-size Kodak image, at full resolution (finest level held at zero, as the codec trains by
 default) and in the half-resolution phase, plus the MLP layout side by side (pixels first, the
-old layout, against channels first, the one the model uses).
+old layout, against channels first, the one the model uses) and the ×2 upsampling side by side
+(the depthwise convolutions it used until 2026-12-07 against the banded GEMMs it uses now).
 
 Run it twice with different ``PYTHONPATH`` checkouts to compare versions; the layout ratio is
 taken side by side in one run, and so is the heap policy of :mod:`hyperproj._heap` with
@@ -33,6 +34,8 @@ from PIL import Image
 
 from hyperproj._heap import retained_heap
 from hyperproj.inr import ImageSignal, LatentGrid, fit_grid
+from hyperproj.inr import _grid_int as gi
+from hyperproj.inr.latent_grid import up2
 
 
 def _pixels_first(layers, x):
@@ -49,6 +52,35 @@ def _channels_first(layers, x):
         if i < len(layers) - 1:
             x = torch.relu_(x)
     return x
+
+
+def _up2_conv(x: torch.Tensor) -> torch.Tensor:
+    """The ×2 filter as depthwise convolutions: the model's implementation until 2026-12-07."""
+    c, h, w = x.shape
+    k = torch.tensor([gi.UP_EVEN, gi.UP_ODD], dtype=x.dtype) / 128.0
+    xp = x[None].index_select(3, torch.arange(-2, w + 2).clamp(0, w - 1))
+    y = F.conv2d(xp, k.view(2, 1, 1, 5).repeat(c, 1, 1, 1), groups=c)
+    y = y.view(c, 2, h, w).permute(0, 2, 3, 1).reshape(c, h, 2 * w)
+    yp = y[None].index_select(2, torch.arange(-2, h + 2).clamp(0, h - 1))
+    z = F.conv2d(yp, k.view(2, 1, 5, 1).repeat(c, 1, 1, 1), groups=c)
+    return z.view(c, 2, h, 2 * w).permute(0, 2, 1, 3).reshape(c, 2 * h, 2 * w)
+
+
+def _up2_ms(shape: tuple[int, int, int], repeat: int) -> tuple[float, float]:
+    """Forward + backward of the ×2 filter, convolutions against the model's banded GEMMs,
+    interleaved; the median of ``repeat`` rounds of 5 calls each."""
+    x = torch.randn(*shape, requires_grad=True)
+    times: dict[str, list[float]] = {"conv": [], "gemm": []}
+    for _ in range(repeat):
+        for name, fn in (("conv", _up2_conv), ("gemm", up2)):
+            fn(x).sum().backward()  # warm
+            t = time.perf_counter()
+            for _ in range(5):
+                y = fn(x)
+                y.backward(torch.ones_like(y))
+            times[name].append(1e3 * (time.perf_counter() - t) / 5)
+    conv, gemm = (sorted(v)[len(v) // 2] for v in times.values())
+    return conv, gemm
 
 
 def _layout_ms(net: LatentGrid, n: int, repeat: int) -> tuple[float, float]:
@@ -108,6 +140,11 @@ def main() -> None:
         print(f"{phase:16s} {cells} ms/step (median of {args.repeat} x {args.steps} steps){ratio}")
     print(f"synthesis fwd+bwd at full resolution: pixels first {pf:.1f} ms, channels first {cf:.1f} ms, "
           f"ratio {pf / cf:.2f}x")
+    shape = (net.config["levels"] - 1, *net.sizes[1])  # levels 1.. at half resolution → full
+    with retained_heap():  # as inside fit_grid
+        conv, gemm = _up2_ms(shape, args.repeat)
+    print(f"x2 upsampling fwd+bwd of {shape}: depthwise convolutions {conv:.1f} ms, banded GEMMs {gemm:.1f} ms, "
+          f"ratio {conv / gemm:.2f}x")
 
 
 if __name__ == "__main__":

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
 from collections.abc import Iterator
+
+from ._errors import HyperprojError
 
 __all__ = ["retained_heap", "heap_policy_active"]
 
@@ -40,6 +43,7 @@ _depth = 0
 _active = False
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> ctypes.CDLL | None:
     """The process's C library when it is glibc (``mallopt`` and ``malloc_trim`` there), else None."""
     if not sys.platform.startswith("linux"):
@@ -75,14 +79,19 @@ def retained_heap() -> Iterator[bool]:
         True
     """
     global _depth, _active
-    libc = None if os.environ.get("HYPERPROJ_HEAP", "retain") == "system" else _glibc()
+    policy = os.environ.get("HYPERPROJ_HEAP", "retain")
+    if policy not in ("retain", "system"):
+        raise HyperprojError(f"the environment variable HYPERPROJ_HEAP must be 'retain' (the default) or "
+                             f"'system', got {policy!r}")
+    libc = None if policy == "system" else _glibc()
     if libc is None:
         yield False
         return
     with _lock:
         _depth += 1
         if _depth == 1:
-            _active = bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
+            kept = [libc.mallopt(option, _KEEP) for option in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD)]
+            _active = any(kept)  # restored on the way out even if only one was taken
         on = _active
     try:
         yield on

@@ -75,3 +75,12 @@ def test_fit_grid_runs_inside_a_retained_heap_and_leaves_it(monkeypatch):
     fit_grid(net, ImageSignal(torch.rand(8, 8, 3)), steps=3)
     assert seen and all(seen)
     assert not heap_policy_active()
+
+
+def test_a_misspelt_policy_is_refused_by_name(monkeypatch):
+    from hyperproj import HyperprojError
+
+    monkeypatch.setenv("HYPERPROJ_HEAP", "System")
+    with pytest.raises(HyperprojError, match="HYPERPROJ_HEAP must be 'retain'.*'System'"):
+        with retained_heap():
+            pass
