@@ -33,13 +33,15 @@ def test_a_retained_heap_reuses_a_freed_block_instead_of_faulting_it_in_again(mo
     monkeypatch.delenv("HYPERPROJ_HEAP", raising=False)
     pages = _BIG * 4 // resource.getpagesize()
     outside = _faults_per_block()
+    if outside < 0.5 * pages:  # e.g. transparent huge pages for every mapping: one fault per 2 MiB
+        pytest.skip(f"this kernel faults a fresh 64 MiB mapping in {outside:.0f} times, not once a page "
+                    f"({pages}): page faults cannot show the reuse here")
     with retained_heap() as on:
         assert on and heap_policy_active()
         inside = _faults_per_block()
     assert not heap_policy_active()
     # glibc maps a block this size afresh each time (every page faults in); kept, it is reused
-    assert outside > 0.5 * pages, (outside, pages)
-    assert inside < 0.05 * pages, (inside, pages)
+    assert inside < 0.05 * pages, (inside, outside, pages)
 
 
 @glibc
