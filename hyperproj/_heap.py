@@ -7,7 +7,7 @@ most 32 MiB) and gives a freed heap top back to the kernel above its trim thresh
 step the same sizes come back as new pages that fault in on first touch. Inside
 :func:`retained_heap` both thresholds are 1 GiB: freed blocks stay in the heap and the next step
 reuses them. Measured on the grid family's full-resolution step (``python benchmarks/grid_step.py
---heap-ratio``, kodim01, one thread): see ``docs/latent_grid.md``, "Limits".
+--heap``, kodim01, one thread: 1.49× side by side): see ``docs/latent_grid.md``, "Limits".
 
 Leaving the block, the thresholds are set to glibc's own adaptive ceilings (mmap 32 MiB, trim
 64 MiB: where its adaptation ends on a process that has freed a block that large) and

@@ -609,6 +609,8 @@ def fit_grid(model: LatentGrid, signal: Any, *, lam: float = 1e-3, steps: int = 
     unchanged).
     Under ``time_budget`` with more than one torch thread, :func:`hyperproj.inr.fit`'s thread
     governor keeps whichever of that count and 1 steps faster (a busy core: 3.5× more steps).
+    On Linux with glibc the loop keeps freed memory in the C heap for reuse (``hyperproj._heap``:
+    full-resolution steps 1.49× faster; restored on return; ``HYPERPROJ_HEAP=system`` turns it off).
     Returns the history (``loss``, ``psnr``, ``bits``, ``lam``, ``steps``, ``final_lam``,
     ``revived``: units re-armed).
 
