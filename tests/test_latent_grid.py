@@ -233,6 +233,34 @@ def test_coder_round_trip_with_arm_probabilities(seed, h, w, a, spread):
         assert abs(8 * len(data) - ac.level_bits(q, a, arm)) <= 8 * 5 + 0.01 * h * w  # state + renorm slack
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), shapes=st.lists(st.tuples(st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=3),
+       spread=st.floats(0.0, 6.0), s=st.floats(0.0, 4.0))
+def test_shrink_to_prediction_moves_each_latent_towards_the_decoders_prediction(seed, shapes, spread, s):
+    # the over-budget fallback: in decoding order, each latent moves by s towards the location the
+    # integer ARM predicts from its neighbours as coded — so recomputing the ARM on the result (as
+    # the decoder does) must find every value between round(mu) and round(y), within the alphabet
+    rng = np.random.default_rng(seed)
+    arm = _random_arm(rng)
+    ys = [rng.laplace(0, spread, size=hw) if spread else np.zeros(hw) for hw in shapes]
+    out = ac.shrink_to_prediction(ys, s, arm)
+    assert [q.shape for q in out] == [y.shape for y in ys]
+    if s == 0:
+        assert all(np.array_equal(q, np.round(y)) for q, y in zip(out, ys))
+    for q, y in zip(out, ys):
+        a = int(np.abs(np.round(y)).max())
+        assert q.dtype == np.int64 and np.abs(q).max() <= a
+        if a == 0:
+            continue
+        mu16, _ = gi.arm_params(gi.contexts(q), arm)
+        mu = (mu16 / 16.0).reshape(q.shape)
+        r = y - mu
+        want = np.clip(np.where(np.abs(r) <= s, np.round(mu), np.round(y - np.sign(r) * s)), -a, a)
+        assert np.array_equal(q, want)
+    with pytest.raises(HyperprojError, match="s must be"):
+        ac.shrink_to_prediction(ys, -0.1, arm)
+
+
 def test_coder_refuses_damage():
     rng = np.random.default_rng(1)
     q = rng.integers(-3, 4, size=(8, 8))

@@ -32,7 +32,8 @@ import numpy as np
 from .._errors import HyperprojError
 from ..inr import _grid_int as gi
 
-__all__ = ["encode_intervals", "start_decoder", "encode_level", "decode_level", "decode_levels", "level_bits"]
+__all__ = ["encode_intervals", "start_decoder", "encode_level", "decode_level", "decode_levels", "level_bits",
+           "shrink_to_prediction"]
 
 _PREC = gi.PREC
 _LOWER = 1 << (_PREC + 7)
@@ -132,12 +133,11 @@ def _wavefront_slots(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return slots, bounds
 
 
-class _Level:
-    """One latent stream being decoded: its padded grid, rANS state and CDF tables by ``(mu16, j)``."""
+class _Grid:
+    """One latent grid walked in decoding order: zero-padded ``(h + 2, w + 4)``, flat."""
 
-    def __init__(self, data: bytes, h: int, w: int, alphabet: int, tables: dict):
-        self.data, self.h, self.w, self.alphabet, self.tables = data, h, w, alphabet, tables
-        self.x, self.pos = start_decoder(data)
+    def __init__(self, h: int, w: int):
+        self.h, self.w = h, w
         self.pad = np.zeros((h + 2) * (w + 4), dtype=np.int64)
         self.slots, self.bounds = _wavefront_slots(h, w)
         self.offsets = np.array([di * (w + 4) + dj for di, dj in gi.CONTEXT], dtype=np.int64)
@@ -147,7 +147,60 @@ class _Level:
         at = self.slots[self.bounds[t] : self.bounds[t + 1]]
         return at, self.pad[at[:, None] + self.offsets]
 
-    def decode(self, at: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> None:
+    def unpadded(self) -> np.ndarray:
+        return self.pad.reshape(self.h + 2, self.w + 4)[2:, 2 : 2 + self.w].copy()
+
+
+class _Shrinking(_Grid):
+    """One float grid ``y`` turned into integers in decoding order, each moved towards the ARM's
+    location from its already-chosen neighbours by ``s`` (then rounded, within ``±alphabet``)."""
+
+    def __init__(self, y: np.ndarray, s: float, alphabet: int):
+        super().__init__(*y.shape)
+        self.s, self.alphabet = s, alphabet
+        self.y = np.zeros_like(self.pad, dtype=np.float64)
+        self.y.reshape(self.h + 2, self.w + 4)[2:, 2 : 2 + self.w] = y
+
+    def visit(self, at: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> None:
+        y, mu = self.y[at], mu16 / float(1 << gi.MU_BITS)
+        r = y - mu
+        q = np.where(np.abs(r) <= self.s, np.round(mu), np.round(y - np.sign(r) * self.s))
+        self.pad[at] = np.clip(q, -self.alphabet, self.alphabet).astype(np.int64)
+
+
+def shrink_to_prediction(latents: list[np.ndarray], s: float, layers: list) -> list[np.ndarray]:
+    """Float latent grids as integers, each latent moved by ``s`` towards the location ``mu`` the
+    integer ARM ``layers`` predicts for it from its causal neighbours as already chosen (in
+    decoding order), then rounded: ``round(mu)`` where ``|y − mu| <= s``, else ``round(y ∓ s)``.
+    ``s = 0`` is plain rounding; a larger ``s`` codes every symbol closer to its distribution's
+    peak, so fewer bits (shrinking towards zero instead moved latents *off* the ARM's locations:
+    a 256-px astronaut file grew 27 % at a shrink of 0.5). Values stay within each grid's rounded
+    alphabet ``max |round(y)|``.
+
+    Examples:
+        >>> arm = [(np.zeros((2, 12), np.int64), 8, np.array([256, 0]))]  # mu = 1 everywhere
+        >>> y = [np.array([[3.2, -0.4, 1.6]])]
+        >>> [g.tolist() for g in shrink_to_prediction(y, 0.0, arm)], shrink_to_prediction(y, 1.0, arm)[0].tolist()
+        ([[[3, 0, 2]]], [[2, 1, 1]])
+    """
+    if not (isinstance(s, (int, float)) and np.isfinite(s) and s >= 0):
+        raise HyperprojError(f"shrink_to_prediction: s must be a finite number >= 0, got {s!r}")
+    alphabets = [int(np.abs(np.round(y)).max()) if y.size else 0 for y in latents]
+    grids = [_Shrinking(np.asarray(y, np.float64), float(s), a) if a else np.zeros(np.shape(y), np.int64)
+             for y, a in zip(latents, alphabets)]
+    _walk([g for g in grids if isinstance(g, _Shrinking)], layers, max(alphabets, default=0))
+    return [g.unpadded() if isinstance(g, _Shrinking) else g for g in grids]
+
+
+class _Level(_Grid):
+    """One latent stream being decoded: its padded grid, rANS state and CDF tables by ``(mu16, j)``."""
+
+    def __init__(self, data: bytes, h: int, w: int, alphabet: int, tables: dict):
+        super().__init__(h, w)
+        self.data, self.alphabet, self.tables = data, alphabet, tables
+        self.x, self.pos = start_decoder(data)
+
+    def visit(self, at: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> None:
         """rANS-decode the latents at padded slots ``at`` under ``(mu16, j)`` (one step)."""
         keys = ((mu16 << 7) + (j - gi.J_MIN)).tolist()
         tables = self.tables
@@ -189,7 +242,7 @@ class _Level:
     def grid(self) -> np.ndarray:
         if self.x != _LOWER or self.pos != len(self.data):
             raise HyperprojError("decode: a latent stream is corrupt (final coder state or length check failed)")
-        return self.pad.reshape(self.h + 2, self.w + 4)[2:, 2 : 2 + self.w].copy()
+        return self.unpadded()
 
 
 def decode_levels(streams: list[bytes], shapes: list[tuple[int, int]], alphabets: list[int],
@@ -217,8 +270,14 @@ def decode_levels(streams: list[bytes], shapes: list[tuple[int, int]], alphabets
             out.append(np.zeros((h, w), dtype=np.int64))
         else:
             out.append(_Level(data, h, w, a, tables.setdefault(a, {})))
-    active = [lv for lv in out if isinstance(lv, _Level)]
-    arm = gi.arm_function(layers, max(alphabets, default=0))
+    _walk([lv for lv in out if isinstance(lv, _Level)], layers, max(alphabets, default=0))
+    return [lv.grid() if isinstance(lv, _Level) else lv for lv in out]
+
+
+def _walk(active: list, layers: list, alphabet: int) -> None:
+    """Step ``t`` of every level's wavefront order at once: one ARM call on the contexts of all
+    of them, then each level's ``visit(at, mu16, j)`` fills its latents of that step."""
+    arm = gi.arm_function(layers, alphabet)
     for t in range(max((lv.steps for lv in active), default=0)):
         todo = [(lv, *lv.contexts(t)) for lv in active if t < lv.steps]
         todo = [d for d in todo if len(d[1])]
@@ -228,9 +287,8 @@ def decode_levels(streams: list[bytes], shapes: list[tuple[int, int]], alphabets
         mu16, j = arm(ctx)
         first = 0
         for lv, at, _ in todo:
-            lv.decode(at, mu16[first : first + len(at)], j[first : first + len(at)])
+            lv.visit(at, mu16[first : first + len(at)], j[first : first + len(at)])
             first += len(at)
-    return [lv.grid() if isinstance(lv, _Level) else lv for lv in out]
 
 
 def decode_level(data: bytes, h: int, w: int, alphabet: int, layers: list) -> np.ndarray:
