@@ -1,17 +1,21 @@
-"""The grid family's over-budget fallback on one trained model: the latent shrink it uses now
-against the dead zone it used before, at budgets a little under the trained model's file.
+"""The grid family's over-budget fallback on one trained model: the shrink towards the ARM's
+predictions it uses now against the two it used before, at budgets under the trained model's file.
 
-Trains a grid model on one image as ``compress`` does (same sizes, λ, bit target, clock), then for
-each ``--over`` share codes the file to fit ``(1 - over)`` of its size twice: with
-:meth:`Grid.coarser <hyperproj.codec.families.grid.Grid.coarser>` (every latent moved towards zero
-by at most ``s``, the first ``s`` of a ladder that fits) and with the old search (latents under a
-threshold ``t`` set to zero, ``t`` by bisection on real encodes; reproduced here for the
-comparison, the library no longer has it). Prints bytes and the decoded file's PSNR for each.
+Trains a grid model on one image as ``compress`` does (same sizes, λ, bit target, clock or
+``--steps``), then for each ``--over`` share codes the file to fit ``(1 - over)`` of its size three
+ways: with :meth:`Grid.coarser <hyperproj.codec.families.grid.Grid.coarser>` (every latent moved by
+``s`` towards the location the integer ARM predicts for it, in decoding order, the smallest ``s``
+that fits), with the shrink towards zero used before commit 7701483 (``sign(y)·floor(max(|y| − s + ½, 0))``,
+the first ``s`` of the same ladder that fits) and with the dead zone used before that (latents
+under a threshold ``t`` set to zero, ``t`` by bisection on real encodes); the two old searches are
+reproduced here for the comparison, the library no longer uses them. Prints bytes and the decoded
+file's PSNR for each.
 
 Usage::
 
     python benchmarks/grid_fallback.py --image kodim17 --budget 120 --threads 1
     python benchmarks/grid_fallback.py --image kodim04 --over 0.01 0.05 0.2
+    python benchmarks/grid_fallback.py --image kodim23 --steps 600 --over 0.01 0.03 0.1 0.2
 
 ``--data`` defaults to ``../shared/data/kodak`` beside the checkout (see ``benchmarks/_paths.py``).
 """
@@ -67,12 +71,31 @@ def dead_zone_search(net, q: tuple[int, int], budget: int) -> tuple[float, bytes
     return best
 
 
+def zero_shrink_search(net, q: tuple[int, int], budget: int) -> tuple[float, bytes] | None:
+    """The fallback before commit 7701483: every latent moved towards zero by ``s``, the first ``s`` of
+    the ladder whose file fits (then all latents zero).
+
+    Examples:
+        >>> from hyperproj.inr import LatentGrid
+        >>> zero_shrink_search(LatentGrid(4, 4, levels=2, hidden=(4,)), (8, 8), 10) is None
+        True
+    """
+    ys = [y.detach().numpy().astype(np.float64) for y in net.latents]
+    top = max(float(np.abs(y).max()) for y in ys) + 1.0
+    for s in (*[v for v in grid_family.LATENT_SHRINKS if v < top], top):
+        data = grid_family.encode_grid(net, *q, latents=grid_family.shrink_latents(ys, s))
+        if len(data) <= budget:
+            return s, data
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="folder of Kodak PNGs")
     p.add_argument("--image", default="kodim17", help="image name in --data (default kodim17)")
     p.add_argument("--bpp", type=float, default=0.3, help="target bits per pixel (default 0.3)")
     p.add_argument("--budget", type=float, default=120.0, help="seconds of training (default 120)")
+    p.add_argument("--steps", type=int, default=None, help="train this many steps instead of --budget seconds")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--over", type=float, nargs="+", default=[0.01, 0.03, 0.1],
                    help="how far over budget the file is, as shares of it (default 0.01 0.03 0.1)")
@@ -84,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"grid_fallback: no {path} ({HINT})")
     torch.set_num_threads(a.threads)
     sig = ImageSignal.from_file(path)
-    job = codec.job.Job.create(sig, bpp=a.bpp, time_budget=a.budget, progress=False)
+    job = codec.job.Job.create(sig, bpp=a.bpp, time_budget=None if a.steps else a.budget, steps=a.steps, progress=False)
     coder = grid_family.Grid(job)
     net = coder.build()
     coder.train(net)
@@ -95,14 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     for over in a.over:
         budget = int((1 - over) * len(full))
         old = dead_zone_search(net, q, budget)
+        zero = zero_shrink_search(net, q, budget)
         other = grid_family.Grid(job)
-        other.q = q  # the same network steps as the dead zone's
+        other.q = q  # the same network steps as the old searches'
         new = other.coarser(copy.deepcopy(net), budget)
-        old_txt = "-" if old is None else (
-            f"t={old[0]:.2f} {len(old[1])} B {sig.evaluate(codec.decompress(old[1]))['psnr']:.2f} dB")
-        new_txt = "-" if new is None else (
-            f"s={other.latent_shrink:g} {len(new)} B {sig.evaluate(codec.decompress(new))['psnr']:.2f} dB")
-        print(f"  {over:.0%} over (budget {budget} B): dead zone {old_txt} | shrink {new_txt}", flush=True)
+
+        def show(name: str, found: tuple[float, bytes] | None) -> str:
+            return "-" if found is None else (
+                f"{name}={found[0]:.3g} {len(found[1])} B {sig.evaluate(codec.decompress(found[1]))['psnr']:.2f} dB")
+
+        print(f"  {over:.0%} over (budget {budget} B): dead zone {show('t', old)} | towards zero {show('s', zero)}"
+              f" | towards the predictions (now) {show('s', None if new is None else (other.latent_shrink, new))}",
+              flush=True)
     return 0
 
 

@@ -64,6 +64,7 @@ def test_info_reports_bytes_per_part(small_result):
     assert rep["family"] == "grid"
     assert rep["header_bytes"] + rep["latent_bytes"] + rep["network_bytes"] == rep["bytes"]
     assert len(rep["latent_bytes_by_level"]) == 4
+    assert rep["latent_bytes_by_level"][0] > 0  # 3 bpp: the full-resolution level is trained and stored
     assert rep["bpp"] == pytest.approx(8 * len(res.data) / 48**2)
 
 
@@ -198,6 +199,21 @@ def test_a_file_just_over_budget_loses_little(one_thread):
         grid_family.shrink_latents([np.zeros(3)], -1.0)
 
 
+def test_the_finest_level_is_trained_from_its_measured_rate_up():
+    def coder(size: int, bpp: float, **options):
+        sig = ImageSignal(torch.zeros(size, size, 3))
+        return grid_family.Grid(codec.job.Job.create(sig, bpp=bpp, steps=1, progress=False), **options)
+
+    below, at = coder(256, grid_family.FINEST_MIN_BPP * 0.9), coder(256, grid_family.FINEST_MIN_BPP * 1.01)
+    assert (below.freeze_finest, below.coarse_share) == (True, 0.6)  # half resolution first, level 0 at zero
+    assert (at.freeze_finest, at.coarse_share) == (False, 0.0)  # every level at full resolution from the start
+    assert grid_family.FINEST_MIN_BPP < grid_family.FINEST_MIN_BPP_SMALL and 64 * 64 < grid_family.FINEST_MIN_PIXELS
+    assert coder(64, grid_family.FINEST_MIN_BPP * 1.01).freeze_finest  # a small image: from a higher rate
+    assert not coder(64, grid_family.FINEST_MIN_BPP_SMALL).freeze_finest
+    given = coder(256, 4.0, finest=False, coarse_share=0.3)
+    assert (given.freeze_finest, given.coarse_share) == (True, 0.3)
+
+
 def test_auto_family_follows_the_measured_choice():
     from hyperproj.codec._auto import (
         AUTO_GRID_MAX_BPP,
@@ -252,7 +268,7 @@ def test_an_over_budget_file_is_shrunk_without_retraining(one_thread):
 
 @pytest.fixture(scope="module")
 def projected_result():
-    return _compress_with_two_threads(latent_dim=64, net_projected="both", seed=7)
+    return _compress_with_two_threads(latent_dim=64, net_projected="both", seed=7, finest=False)
 
 
 def test_projected_networks_file_decodes_bit_exactly_everywhere(projected_result, tmp_path):

@@ -22,11 +22,14 @@ kodim01/05/13/23 (+0.02 to +2.8 dB); at 0.2 bpp on two of them only (its rate co
 undershoots), at 0.1 bpp it fails on two (kodim05 14.3 dB, kodim23 22.8 dB at 0.064 bpp, against
 19.3 and 28.1 dB for D'OH)."""
 
-AUTO_GRID_MAX_BPP = 1.0
-"""... and up to this rate: the grid family's file stops growing near 0.9 bpp on a 256-px photo
-and 0.5–0.8 bpp on Kodak (no full-resolution latents by default). The README demo (astronaut,
-256 px, 1,500 steps): grid 25.75 / 28.42 / 28.33 dB at 0.49 / 0.91 / 0.92 bpp for targets 0.5 /
-1 / 2 bpp, D'OH 24.29 / 27.99 / 31.65 dB at 0.49 / 0.99 / 1.94 bpp."""
+AUTO_GRID_MAX_BPP = 2.0
+"""... and up to this rate. From 1 bpp the grid family trains its full-resolution level
+(:data:`~hyperproj.codec.families.grid.FINEST_MIN_BPP`); measured against the D'OH family (one
+thread, 2026-12-07; ``docs/latent_grid.md``, "High rates: the finest level"): the README demo
+(astronaut, 256 px, 1,500 steps) 30.25 / 34.27 dB at 0.98 / 1.99 bpp against 28.00 / 31.69 at
+0.99 / 1.94; kodim01 at 120 s 28.64 / 32.95 dB at 0.92 / 1.97 bpp against 24.19 / 24.69; kodim23
+at 120 s 32.78 / 33.10 at 0.76 / 0.95 bpp (its file stops short) against 33.60-33.88 / 32.91-33.76.
+Above 2 bpp the grid's file stops growing (astronaut at a 4 bpp target, 300 steps: 1.91 bpp)."""
 
 AUTO_GRID_MIN_PIXELS = 1 << 16
 """... for images of at least this many pixels (256×256, the smallest size measured)."""
@@ -41,8 +44,8 @@ def auto_family(signal: Any, bpp: float | None = None) -> str:
     Examples:
         >>> import numpy as np
         >>> kodak = np.zeros((512, 768, 3), np.uint8)
-        >>> auto_family(kodak, 0.3), auto_family(kodak, 0.1), auto_family(kodak, 2.0)
-        ('grid', 'doh', 'doh')
+        >>> auto_family(kodak, 0.3), auto_family(kodak, 0.1), auto_family(kodak, 2.0), auto_family(kodak, 4.0)
+        ('grid', 'doh', 'grid', 'doh')
         >>> auto_family(np.zeros((128, 128, 3), np.uint8), 0.5)
         'doh'
     """

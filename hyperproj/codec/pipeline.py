@@ -93,7 +93,7 @@ def compress(
     """Compress ``signal`` into a ``.hpz`` file of at most ``bpp`` bits per pixel (header included).
 
     Which model codes it is ``family``'s choice: by default (``"auto"``) the latent-grid family
-    (:class:`~hyperproj.inr.LatentGrid`) for images of at least 256×256 pixels at 0.3–1 bpp, the
+    (:class:`~hyperproj.inr.LatentGrid`) for images of at least 256×256 pixels at 0.3–2 bpp, the
     SIREN/D'OH family described here for everything else and whenever the arguments are D'OH's
     (a model, ``latent_dim``, ``bits``, reparametrize options, ...).
 

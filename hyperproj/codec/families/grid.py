@@ -62,7 +62,8 @@ from ._grid_file import (
 )
 from .registry import Family, register_family
 
-__all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS",
+__all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS", "FINEST_MIN_BPP",
+           "FINEST_MIN_PIXELS", "FINEST_MIN_BPP_SMALL",
            "shrink_latents"]
 
 _HEADER_GUESS_BYTES = 160
@@ -79,6 +80,23 @@ def _sizes_for(budget: int) -> tuple[list[int], int]:
         return [12], 8
     return [8], 4
 
+
+FINEST_MIN_BPP = 1.0
+"""From this rate (bits per pixel of the whole file) up the grid family trains the full-resolution
+level too, at full resolution from the first step (``finest=True, coarse_share=0``); below it the
+level stays at zero and the first 60 % of the clock trains at half resolution. Measured (one
+thread, 2026-12-07; docs/latent_grid.md, "High rates: the finest level"): 256-px astronaut at
+1 bpp, 1,500 steps 30.25 dB at 0.983 bpp against 28.44 at 0.869 (300 steps: 28.12 against
+26.32 at 0.659); kodim01 at 1 bpp, 120 s: 28.64 dB at 0.923 against 26.15 at 0.795 (0.8 bpp
+target); at 0.5 bpp the finest level lost (astronaut, 1,500 steps: 25.39 against 26.91). On
+images under :data:`FINEST_MIN_PIXELS` the rate is :data:`FINEST_MIN_BPP_SMALL` instead."""
+
+FINEST_MIN_PIXELS = 1 << 16
+"""Images with fewer pixels (256×256, the smallest size measured at 1 bpp) train the finest level
+from :data:`FINEST_MIN_BPP_SMALL` up: on a 64-px crop at 1 bpp it lost (150 / 600 steps: 20.49 /
+23.17 dB against 26.04 / 28.08), at 2 bpp it won (28.75 / 31.76 against 27.73 / 29.93)."""
+
+FINEST_MIN_BPP_SMALL = 2.0
 
 LATENT_SHRINKS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7,
                   0.75, 0.8, 0.9, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0, 32.0, 64.0, 128.0)
@@ -178,11 +196,13 @@ def choose_steps(net: LatentGrid, target: np.ndarray, lam: float) -> tuple[int, 
 class Grid(Family):
     """The latent-grid family (see the module docstring). Options: ``levels``, ``hidden``,
     ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2),
-    ``latent_lr_scale`` (the latents' rate over the networks', default 10), ``coarse_share`` (the
-    share of the clock at half resolution first, default 0.6), ``finest`` (train and store the
-    full-resolution level; default off: in 170-300 s CPU runs at 0.3 bpp it stayed almost empty
-    and its rate spike at the switch to full resolution upset the λ control; without it the file
-    tops out near 0.7 bpp on kodim01, 0.95 on a 256-px photo: docs/latent_grid.md, "Low and high rates"), ``latent_dim`` (an
+    ``latent_lr_scale`` (the latents' rate over the networks', default 10), ``finest`` (train and
+    store the full-resolution level; default: from :data:`FINEST_MIN_BPP` up, on images under
+    256×256 from :data:`FINEST_MIN_BPP_SMALL` — below it, in
+    170-300 s CPU runs at 0.3 bpp it stayed almost empty and its rate spike at the switch to full
+    resolution upset the λ control; without it the file tops out near 0.7 bpp on kodim01, 0.9 on a
+    256-px photo: docs/latent_grid.md, "Low and high rates"), ``coarse_share`` (the share of the
+    clock at half resolution first; default 0.6, or 0 when the finest level is trained), ``latent_dim`` (an
     int) or ``net_share`` (a share of the projected weights in (0, 1]): train the weight matrices
     of ``net_projected`` (``"synthesis"``, default, or ``"both"``: the ARM's too) as D'OH
     projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
@@ -192,8 +212,8 @@ class Grid(Family):
 
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
-                 lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0, coarse_share: float = 0.6,
-                 finest: bool = False, net_share: float | None = None, net_projected: str = "synthesis", **options: Any):
+                 lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0,
+                 coarse_share: float | None = None, finest: bool | None = None, net_share: float | None = None, net_projected: str = "synthesis", **options: Any):
         super().__init__(job, model, **options)
         if options:
             raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
@@ -217,7 +237,10 @@ class Grid(Family):
         self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
         self.latent_lr_scale = float(latent_lr_scale)
-        self.coarse_share = float(coarse_share)
+        if finest is None:  # from the rate measured better, which is higher on small images
+            small_image = h * w < FINEST_MIN_PIXELS
+            finest = 8 * job.budget / max(job.samples, 1) >= (FINEST_MIN_BPP_SMALL if small_image else FINEST_MIN_BPP)
+        self.coarse_share = float(coarse_share if coarse_share is not None else (0.0 if finest else 0.6))
         self.freeze_finest = not finest and levels > 1
         self.q: tuple[int, int, int | None] | None = None
         self.net_costs: dict[str, Any] = {}
@@ -305,7 +328,7 @@ class Grid(Family):
         the location the integer ARM predicts from its neighbours as coded, then rounded (``s = 0``
         is rounding), so every symbol moves towards its distribution's peak and the file shrinks
         about monotonically with ``s``; the smallest ``s`` of :data:`LATENT_SHRINKS` that fits is
-        found by bisection, and all-zero latents are the last resort. Until 2026-12-08 the latents
+        found by bisection, and all-zero latents are the last resort. Before commit 7701483 the latents
         were shrunk towards *zero*: where the ARM predicts a non-zero value that moved them off its
         predictions, and a 256-px astronaut file 6 % over budget (0.3 bpp, 300 steps) grew by 27 %
         at ``s`` = 0.5 and fitted only at 0.8, 13.6 dB; towards the predictions ``s`` = 0.2 fits,
