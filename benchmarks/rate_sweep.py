@@ -22,6 +22,7 @@ Usage::
     python benchmarks/rate_sweep.py --steps 2000                 # 4 Kodak images, 6 rates, fixed steps
     python benchmarks/rate_sweep.py --budget 300                 # the same with 300 s per encode
     python benchmarks/rate_sweep.py --demo --steps 1500          # the demo image (astronaut, 256 px)
+    python benchmarks/rate_sweep.py --demo --steps 1500 --routes auto   # compress's default family choice
     python benchmarks/rate_sweep.py --quick                      # one 128 px crop, 3 rates, 150 steps
 """
 
@@ -91,7 +92,9 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--steps", type=int, default=None, help="fixed training steps per encode (default 2000)")
     mode.add_argument("--budget", type=float, default=None, help="seconds per encode, everything included")
-    ap.add_argument("--routes", default="doh,coin", help="comma list of doh, coin (default both)")
+    ap.add_argument("--routes", default="doh,coin",
+                    help="comma list of doh, auto (compress's default family choice), coin (default doh,coin); "
+                         "the first of doh/auto is the one checked")
     ap.add_argument("--classic", default="JPEG,WEBP,JPEG2000", help="Pillow codecs at D'OH's rates ('' for none)")
     ap.add_argument("--size", type=int, default=0, help="resize the longer side first (0: full size)")
     ap.add_argument("--demo", action="store_true", help="the demo's image (astronaut, 256 px) instead of Kodak")
@@ -107,6 +110,9 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     rates = [float(r) for r in a.rates.split(",") if r.strip()]
     routes = [r.strip() for r in a.routes.split(",") if r.strip()]
+    if not routes or set(routes) - {"doh", "auto", "coin"}:
+        sys.exit(f"rate_sweep: --routes takes doh, auto and coin, got {a.routes!r}")
+    main = next((r for r in routes if r != "coin"), "doh")  # the route the checks and the classic codecs follow
     classic = [c for c in a.classic.split(",") if c]
     images = load(a)
     how = f"{a.steps} steps" if a.steps is not None else f"{a.budget:g} s"
@@ -119,22 +125,26 @@ def main() -> None:
                 tic = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)
-                    if route == "doh":
+                    if route in ("doh", "auto"):
                         res = hyperproj.compress(sig, bpp=bpp, steps=a.steps, time_budget=a.budget, progress=False,
-                                                             family="doh")
+                                                 family=route)
                         r = res.report
                         out = {"bpp": r["bpp"], "psnr": r["psnr"], "ssim": r["ssim"], "steps": r["steps"],
-                               "latent": r["latent_dim"], "width": res.model.base.config.get("hidden_features"),
-                               "latent_scale": res.model.latent_scale, "recoveries": len(r["recoveries"])}
+                               "family": r["family"]}
+                        if r["family"] == "doh":
+                            out.update(latent=r["latent_dim"], width=res.model.base.config.get("hidden_features"),
+                                       latent_scale=res.model.latent_scale, recoveries=len(r["recoveries"]))
+                        else:
+                            out.update(width=None, latent_shrink=r.get("latent_shrink"))
                     else:
                         c = coin(sig, bpp, steps=a.steps, time_budget=a.budget)
                         out = {k: c[k] for k in ("bpp", "psnr", "ssim", "steps", "width")}
                 out["seconds"] = time.perf_counter() - tic
                 rows.append({"image": name, "target": bpp, "route": route, **out})
-                print(f"{name:10s} {bpp:5.2f} {route:5s} bpp {out['bpp']:.3f} PSNR {out['psnr']:6.2f} "
+                print(f"{name:10s} {bpp:5.2f} {route:5s} {out.get('family', ''):4s} bpp {out['bpp']:.3f} PSNR {out['psnr']:6.2f} "
                       f"SSIM {out['ssim']:.3f} width {out['width']} steps {out['steps']} {out['seconds']:.0f} s",
                       flush=True)
-            ref = next((r for r in rows if r["image"] == name and r["target"] == bpp and r["route"] == "doh"), None)
+            ref = next((r for r in rows if r["image"] == name and r["target"] == bpp and r["route"] == main), None)
             for fmt in classic:
                 c = classic_at_rate(sig, fmt, ref["bpp"] if ref else bpp)
                 if c is not None:
@@ -148,7 +158,8 @@ def main() -> None:
         w.writerows(rows)
 
     pub = None if (a.demo or a.quick) else published_coin()  # the published curve is a Kodak mean
-    print(f"\n| image | target bpp | D'OH bpp / PSNR | COIN (this run) bpp / PSNR | COIN published | "
+    print(f"\n| image | target bpp | {'D' + chr(39) + 'OH' if main == 'doh' else 'default family'} bpp / PSNR | "
+          f"COIN (this run) bpp / PSNR | COIN published | "
           f"{' | '.join(classic)} |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(classic))
     failures = []
@@ -156,7 +167,7 @@ def main() -> None:
         prev = None
         for bpp in rates:
             got = {r["route"]: r for r in rows if r["image"] == name and r["target"] == bpp}
-            d, c = got.get("doh"), got.get("coin")
+            d, c = got.get(main), got.get("coin")
             published = interpolate_log(*pub, d["bpp"]) if (pub and d) else math.nan
             cells = [f"{d['bpp']:.3f} / {d['psnr']:.2f}" if d else "–",
                      f"{c['bpp']:.3f} / {c['psnr']:.2f}" if c else "–",
@@ -186,7 +197,7 @@ def main() -> None:
         print("note: matplotlib not installed; no plot", file=sys.stderr)
     else:
         fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 3.6), squeeze=False)
-        styles = {"doh": ("o-", "D'OH (hyperproj)"), "coin": ("x-", "COIN-style SIREN, same recipe"),
+        styles = {"auto": ("D-", "hyperproj, default family (auto)"), "doh": ("o-", "D'OH (hyperproj)"), "coin": ("x-", "COIN-style SIREN, same recipe"),
                   "JPEG": ("s--", "JPEG"), "WEBP": ("^--", "WebP"), "JPEG2000": ("v--", "JPEG2000")}
         for ax, (name, _) in zip(axes[0], images):
             for route, (style, label) in styles.items():
