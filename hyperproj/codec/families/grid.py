@@ -309,6 +309,7 @@ class Grid(Family):
             if steps < FINEST_MIN_STEPS:
                 self.freeze_finest, self.coarse_share = True, 0.6
                 self.finest_cap = {"estimated_steps": round(steps), "min_steps": FINEST_MIN_STEPS}
+            budget = None if left is None else max(job.left() - self._reserve(), 1e-3)  # less the probe's time
         with torch.random.fork_rng(devices=[]):  # the training noise from the codec's seed too
             torch.manual_seed(job.seed + 1)
             hist = fit_grid(net, job.signal, lam=self.lam, steps=job.steps, time_budget=budget, lr=self.lr,
