@@ -62,10 +62,8 @@ from ._grid_file import (
 )
 from .registry import Family, register_family
 
-__all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS", "FINEST_MIN_BPP",
-           "FINEST_MIN_PIXELS", "FINEST_MIN_BPP_SMALL",
-           "FINEST_MIN_STEPS",
-           "shrink_latents"]
+__all__ = ["Grid", "choose_steps", "encode_grid", "decode_grid", "describe_grid", "GRID_VERSION", "LATENT_SHRINKS",
+           "FINEST_MIN_BPP", "FINEST_MIN_PIXELS", "FINEST_MIN_BPP_SMALL", "FINEST_MIN_STEPS", "shrink_latents"]
 
 _HEADER_GUESS_BYTES = 160
 _NET_BITS_GUESS = 7.0
@@ -205,11 +203,11 @@ class Grid(Family):
     ``arm_hidden`` (the model), ``lam`` (initial λ), ``lr`` (Adam, default 1e-2),
     ``latent_lr_scale`` (the latents' rate over the networks', default 10), ``finest`` (train and
     store the full-resolution level; default: from :data:`FINEST_MIN_BPP` up, on images under
-    256×256 from :data:`FINEST_MIN_BPP_SMALL` — below it, in
-    170-300 s CPU runs at 0.3 bpp it stayed almost empty and its rate spike at the switch to full
-    resolution upset the λ control; without it the file tops out near 0.7 bpp on kodim01, 0.9 on a
-    256-px photo: docs/latent_grid.md, "Low and high rates"), ``coarse_share`` (the share of the
-    clock at half resolution first; default 0.6, or 0 when the finest level is trained), ``latent_dim`` (an
+    256×256 from :data:`FINEST_MIN_BPP_SMALL`, when training gets :data:`FINEST_MIN_STEPS` steps;
+    below, in 170-300 s CPU runs at 0.3 bpp it stayed almost empty and its rate spike at the switch
+    to full resolution upset the λ control; without it the file tops out near 0.7 bpp on kodim01,
+    0.9 on a 256-px photo: docs/latent_grid.md, "Low and high rates"), ``coarse_share`` (the share
+    of the clock at half resolution first; default 0.6, or 0 when the finest level is trained), ``latent_dim`` (an
     int) or ``net_share`` (a share of the projected weights in (0, 1]): train the weight matrices
     of ``net_projected`` (``"synthesis"``, default, or ``"both"``: the ARM's too) as D'OH
     projections of one latent of that size, seeded by ``seed`` (default off; ``projection`` may
@@ -220,7 +218,8 @@ class Grid(Family):
     def __init__(self, job: Any, model: nn.Module | None = None, *, projection: str = "auto",
                  latent_dim: int | None = None, levels: int = 7, hidden: Any = None, arm_hidden: int | None = None,
                  lam: float | None = None, lr: float | None = None, latent_lr_scale: float = 10.0,
-                 coarse_share: float | None = None, finest: bool | None = None, net_share: float | None = None, net_projected: str = "synthesis", **options: Any):
+                 coarse_share: float | None = None, finest: bool | None = None, net_share: float | None = None,
+                 net_projected: str = "synthesis", **options: Any):
         super().__init__(job, model, **options)
         if options:
             raise error(f"compress: the 'grid' family takes no options {sorted(options)} "
@@ -244,12 +243,14 @@ class Grid(Family):
         self.lam = float(lam) if lam is not None else 2e-3 * (0.3 / max(float(8 * job.budget / job.samples), 0.02))
         self.lr = float(lr if lr is not None else (job.lr if job.lr is not None else 1e-2))
         self.latent_lr_scale = float(latent_lr_scale)
-        self.finest_auto, self.finest_cap = finest is None, None  # the rule's choice: train() checks its steps
+        by_rule = finest is None
         if finest is None:  # from the rate measured better, which is higher on small images
             small_image = h * w < FINEST_MIN_PIXELS
             finest = 8 * job.budget / max(job.samples, 1) >= (FINEST_MIN_BPP_SMALL if small_image else FINEST_MIN_BPP)
         self.coarse_share = float(coarse_share if coarse_share is not None else (0.0 if finest else 0.6))
         self.freeze_finest = not finest and levels > 1
+        # the rule took the level: train() leaves it off when too few steps are left for it
+        self.finest_auto, self.finest_cap = by_rule and finest and levels > 1 and coarse_share is None, None
         self.q: tuple[int, int, int | None] | None = None
         self.net_costs: dict[str, Any] = {}
         self.latent_shrink = 0.0
