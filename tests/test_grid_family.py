@@ -212,6 +212,8 @@ def test_the_finest_level_is_trained_from_its_measured_rate_up():
     assert not coder(64, grid_family.FINEST_MIN_BPP_SMALL).freeze_finest
     given = coder(256, 4.0, finest=False, coarse_share=0.3)
     assert (given.freeze_finest, given.coarse_share) == (True, 0.3)
+    one = coder(256, 4.0, levels=1)  # a single level is always trained, never checked for steps
+    assert not one.freeze_finest and not one.finest_auto
 
 
 def test_the_finest_level_needs_enough_steps(monkeypatch):
