@@ -33,7 +33,7 @@ def add(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="integer seed of the projection B and the initial latent (default 0)")
     c.add_argument("--resize", type=int, default=None, help="resize so the longer side has this many pixels first")
     c.add_argument("--family", default="auto",
-                   help="model family: auto (default: grid for images of 256x256 pixels or more at 0.3-1 bpp, "
+                   help="model family: auto (default: grid for images of 256x256 pixels or more at 0.3-2 bpp, "
                         "the family measured better there; doh otherwise, or when D'OH settings are given), "
                         "doh (a SIREN whose weights are B z), grid (latent grids + tiny networks)")
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
