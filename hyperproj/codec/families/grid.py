@@ -354,16 +354,16 @@ class Grid(Family):
         arm = net_parts(net, qs, qa, qz)[1]
         tried: dict[int, tuple[list[np.ndarray], bytes]] = {}
 
-        def attempt(i: int) -> bool:
+        def fits(i: int) -> bool:  # shrink LATENT_SHRINKS[i]: its latents and file kept in `tried`
             lat = ac.shrink_to_prediction(ys, LATENT_SHRINKS[i], arm)
             tried[i] = (lat, encode_grid(net, qs, qa, latents=lat, qz=qz))
             return len(tried[i][1]) <= budget
 
         lo, hi = 0, len(LATENT_SHRINKS) - 1  # smallest index that fits, assuming the size falls with s
-        if attempt(hi):
+        if fits(hi):
             while lo < hi:
                 mid = (lo + hi) // 2
-                if attempt(mid):
+                if fits(mid):
                     hi = mid
                 else:
                     lo = mid + 1
